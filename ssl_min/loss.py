@@ -1,0 +1,79 @@
+"""NT-Xent (SimCLR's normalized temperature-scaled cross entropy), the loss CLMR trains with.
+
+For a batch of N pairs (z1[i], z2[i]) there are 2N embeddings. Each one is an anchor: its
+positive is the other view of the same clip, its negatives are the other 2N - 2 embeddings.
+With cosine similarity s(a, b) and temperature tau, the loss of anchor a with positive p is
+
+    l(a) = -log( exp(s(a, p) / tau) / sum_{b != a} exp(s(a, b) / tau) )
+
+and NT-Xent is the mean of l over all 2N anchors: a 2N-way cross entropy with the diagonal masked.
+
+Across processes (torchrun/DDP) the negatives must come from *every* process, otherwise k GPUs
+with batch N each optimise k separate batch-N losses instead of one batch-kN loss (the bug in
+Spijkervet/SimCLR #13, #37). Each process gathers all embeddings with `gather_with_grad`, keeps its
+own 2N rows as anchors, and scores them against all 2kN candidates. The loss it returns is the
+mean over its own anchors; the mean of that over processes is the batch-kN loss, and with DDP's
+gradient averaging the parameter gradients are exactly those of one process with batch kN.
+"""
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sends every process's gradient back to the tensor's owner."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x.contiguous())
+        return torch.cat(out, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # every process's loss touches every row
+        n = grad.shape[0] // dist.get_world_size()
+        rank = dist.get_rank()
+        return grad[rank * n:(rank + 1) * n]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """(N, D) on each of k processes -> (kN, D), rank order; identity when not distributed.
+    Every process must hold the same N (DistributedSampler pads so that they do)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return _GatherWithGrad.apply(x)
+
+
+class NTXent(nn.Module):
+    """NT-Xent loss. forward(z1, z2) with z1, z2: (N, D) -> scalar; N is read from the tensors."""
+
+    def __init__(self, temperature: float = 0.5):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        if z1.shape != z2.shape or z1.dim() != 2:
+            raise ValueError(f"z1 and z2 must both be (N, D), got {tuple(z1.shape)}, {tuple(z2.shape)}")
+        # Under bf16/fp16 autocast, exp(s / 0.1) and the log-sum-exp need float32.
+        with torch.autocast(device_type=z1.device.type, enabled=False):
+            z1 = F.normalize(z1.float(), dim=1)
+            z2 = F.normalize(z2.float(), dim=1)
+            n = z1.shape[0]
+            all1, all2 = gather_with_grad(z1), gather_with_grad(z2)   # (kN, D) each
+            world_n = all1.shape[0]
+            rank = dist.get_rank() if world_n != n else 0
+            candidates = torch.cat([all1, all2], dim=0)               # (2kN, D)
+            anchors = torch.cat([z1, z2], dim=0)                      # (2N, D), this process's rows
+            logits = anchors @ candidates.T / self.temperature        # (2N, 2kN)
+            # Where each anchor sits among the candidates, and where its positive sits.
+            i = torch.arange(n, device=z1.device) + rank * n
+            self_idx = torch.cat([i, i + world_n])
+            pos_idx = torch.cat([i + world_n, i])
+            rows = torch.arange(2 * n, device=z1.device)
+            logits[rows, self_idx] = float("-inf")                    # an anchor is not its own negative
+            return F.cross_entropy(logits, pos_idx)

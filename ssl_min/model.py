@@ -1,0 +1,98 @@
+"""SampleCNN encoder (CLMR's exact architecture by default), the projection head, and the pair.
+
+SampleCNN (Lee et al. 2017) learns straight from the raw waveform with tiny kernels: a strided
+stem, then blocks of Conv1d(k=3) + BN + ReLU + MaxPool(3). Each block divides time by 3, so CLMR's
+9 blocks take 3^10 = 59049 samples (2.68 s at 22050 Hz) down to a single frame of 512 channels.
+
+    x: (B, 59049) or (B, 1, 59049)  ->  h: (B, 512)      encoder   (the representation)
+    h: (B, 512)                     ->  z: (B, 64)       projector (only the contrastive loss sees z)
+
+Knobs for small runs keep the same code path: `n_blocks` (input length 3^(n_blocks+1)),
+`width` (channel multiplier) and `pool="mean"` (the DL101 tutorial's average over time, so any
+input length works). This file does no I/O.
+"""
+import torch
+import torch.nn as nn
+
+# CLMR's channels: the stem's output, then the output of each of the 9 blocks.
+CLMR_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
+
+
+def conv_bn_relu(c_in, c_out, stride=1, padding=1):
+    return [nn.Conv1d(c_in, c_out, kernel_size=3, stride=stride, padding=padding),
+            nn.BatchNorm1d(c_out), nn.ReLU()]
+
+
+class SampleCNN(nn.Module):
+    """CLMR's SampleCNN without its classifier: waveform in, one vector per clip out.
+
+    n_blocks: number of Conv-BN-ReLU-MaxPool(3) blocks (CLMR: 9); input length 3^(n_blocks+1)
+              when pool="flatten".
+    width:    multiplies every channel count (CLMR: 1.0). out_dim = round(512 * width).
+    pool:     "flatten" (CLMR: the time axis must be 1 frame at the end) or "mean" (average
+              over time, any input length >= 3^(n_blocks+1)).
+    """
+
+    def __init__(self, n_blocks: int = 9, width: float = 1.0, pool: str = "flatten"):
+        super().__init__()
+        if not 1 <= n_blocks <= 9:
+            raise ValueError(f"n_blocks must be in 1..9, got {n_blocks}")
+        if pool not in ("flatten", "mean"):
+            raise ValueError(f"pool must be 'flatten' or 'mean', got {pool!r}")
+        ch = [max(1, round(c * width)) for c in CLMR_CHANNELS]
+        self.n_blocks, self.pool = n_blocks, pool
+        self.input_samples = 3 ** (n_blocks + 1)  # the receptive field: one output frame
+        self.out_dim = ch[-1]
+        layers = conv_bn_relu(1, ch[0], stride=3, padding=0)  # (B, 1, T) -> (B, C0, T/3)
+        for i in range(n_blocks):                               # each block: time / 3
+            layers += conv_bn_relu(ch[i], ch[i + 1]) + [nn.MaxPool1d(3, stride=3)]
+        layers += conv_bn_relu(ch[n_blocks], ch[-1])            # CLMR's last conv, no pooling
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T) or (B, 1, T) -> h: (B, out_dim)."""
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise ValueError(f"expected (B, T) or (B, 1, T) mono audio, got {tuple(x.shape)}")
+        T = x.shape[-1]
+        if self.pool == "flatten" and T != self.input_samples:
+            raise ValueError(f"pool='flatten' needs exactly {self.input_samples} samples (one output "
+                             f"frame), got {T}. Use pool='mean' for other lengths.")
+        if T < self.input_samples:
+            raise ValueError(f"need at least {self.input_samples} samples, got {T}")
+        h = self.net(x)                                         # (B, C, T')
+        if self.pool == "mean":
+            return h.mean(dim=-1)                               # (B, C), the tutorial's pooling
+        return h.flatten(1)                                     # (B, C), T' == 1
+
+
+class Projector(nn.Module):
+    """SimCLR/CLMR projection head: Linear - ReLU - Linear, no biases (as in CLMR).
+    h: (B, in_dim) -> z: (B, out_dim)."""
+
+    def __init__(self, in_dim: int = 512, hidden_dim: int = 512, out_dim: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim, bias=False), nn.ReLU(),
+                                 nn.Linear(hidden_dim, out_dim, bias=False))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class ContrastiveModel(nn.Module):
+    """Encoder + projector. forward returns z (for the loss); `encoder(x)` is the representation."""
+
+    def __init__(self, encoder: SampleCNN, projector: Projector):
+        super().__init__()
+        self.encoder, self.projector = encoder, projector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 1, T) -> z: (B, proj_dim)."""
+        return self.projector(self.encoder(x))
+
+
+def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64):
+    """The one place both scripts build the network from config fields."""
+    encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool)
+    return ContrastiveModel(encoder, Projector(encoder.out_dim, proj_hidden, proj_dim))

@@ -1,0 +1,360 @@
+"""Audio effects for contrastive positive pairs: torchaudio-augmentations' names, batched and seeded.
+
+Drop-in for the chain that CLMR and the DL101 tutorial build with torchaudio-augmentations 0.2.4
+(same class names, same constructor arguments, same meanings), but:
+  * batched: input (T,), (C, T) or (B, C, T); on a batch every example draws its own parameters
+    and its own RandomApply coin (a (C, T) input is one example: its channels share them);
+  * on any device, the batch's own; float32/float64/bfloat16 in, same dtype out;
+  * one source of randomness: torch's global generator, or the `generator=` passed to forward;
+  * every transform first `sample`s its parameters, then `apply`s them with no more randomness.
+
+Reverb reproduces sox's `reverb` effect (Freeverb: 8 damped combs + 4 allpasses), which is what
+the original called, in the frequency domain, so a batch costs two FFTs instead of a sample loop.
+"""
+import math
+
+import torch
+import torch.nn as nn
+
+
+# ---------------------------------------------------------------- helpers
+
+def _uniform(lo, hi, n, device, generator):
+    """n draws from U[lo, hi] (lo == hi gives lo), float64, on `device`."""
+    gen_device = generator.device if generator is not None else device
+    u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(device)
+    return lo + (hi - lo) * u
+
+
+def _randint(lo, hi, n, device, generator):
+    """n integers from lo..hi inclusive, int64, on `device`."""
+    gen_device = generator.device if generator is not None else device
+    return torch.randint(lo, hi + 1, (n,), generator=generator, device=gen_device).to(device)
+
+
+def _fft_conv_same(x, kernel):
+    """Centred FIR filtering with edge-replicated padding (as julius does).
+    x: (B, C, T), kernel: (B, K) with K odd, one kernel per example -> (B, C, T)."""
+    B, C, T = x.shape
+    half = kernel.shape[-1] // 2
+    xp = nn.functional.pad(x, (half, half), mode="replicate")            # (B, C, T + 2h)
+    n = 1 << math.ceil(math.log2(xp.shape[-1] + kernel.shape[-1] - 1))
+    y = torch.fft.irfft(torch.fft.rfft(xp, n) * torch.fft.rfft(kernel, n)[:, None], n)
+    return y[..., 2 * half:2 * half + T]                                   # the 'valid' part
+
+
+class Augmentation(nn.Module):
+    """Base: subclasses define sample(n, device, generator) -> params and apply(x, params).
+    `transform(x, generator)` works on (B, C, T) in a float compute dtype; `forward` adds the
+    shape and dtype handling, so chains convert only once."""
+
+    def sample(self, n, device, generator):
+        return {}
+
+    def apply(self, x, params):
+        raise NotImplementedError
+
+    def transform(self, x, generator=None):
+        return self.apply(x, self.sample(x.shape[0], x.device, generator))
+
+    def forward(self, x, generator=None):
+        if x.dim() not in (1, 2, 3):
+            raise ValueError(f"expected (T,), (C, T) or (B, C, T), got {tuple(x.shape)}")
+        shape, dtype = x.shape, x.dtype
+        x3 = x.reshape((1,) * (3 - x.dim()) + tuple(shape))                # (B, C, T)
+        compute = torch.float64 if dtype == torch.float64 else torch.float32
+        y = self.transform(x3.to(compute), generator).to(dtype)
+        return y.reshape(y.shape[:-1][3 - x.dim():] + y.shape[-1:]) if x.dim() < 3 else y
+
+
+# ---------------------------------------------------------------- point-wise effects
+
+class PolarityInversion(Augmentation):
+    """x -> -x."""
+
+    def apply(self, x, params):
+        return -x
+
+
+class Noise(Augmentation):
+    """Adds white Gaussian noise with std = U(min_snr, max_snr) * std(x), per example.
+    (As in the original, 'snr' is a noise-to-signal amplitude ratio, not dB.)"""
+
+    def __init__(self, min_snr=0.0001, max_snr=0.01):
+        super().__init__()
+        self.min_snr, self.max_snr = min_snr, max_snr
+
+    def sample(self, n, device, generator):
+        return {"ratio": _uniform(self.min_snr, self.max_snr, n, device, generator)}
+
+    def transform(self, x, generator=None):
+        params = self.sample(x.shape[0], x.device, generator)
+        gen_device = generator.device if generator is not None else x.device
+        params["noise"] = torch.randn(x.shape, generator=generator, device=gen_device,
+                                      dtype=x.dtype).to(x.device)
+        return self.apply(x, params)
+
+    def apply(self, x, params):
+        std = x.flatten(1).std(dim=1)                                     # (B,)
+        scale = (params["ratio"] * std).to(x.dtype)[:, None, None]
+        return x + scale * params["noise"]
+
+
+class Gain(Augmentation):
+    """Multiplies by U(min_gain, max_gain) dB, then clips to [-1, 1] as torchaudio's Vol did."""
+
+    def __init__(self, min_gain=-20.0, max_gain=-1.0):
+        super().__init__()
+        self.min_gain, self.max_gain = min_gain, max_gain
+
+    def sample(self, n, device, generator):
+        return {"gain_db": _uniform(self.min_gain, self.max_gain, n, device, generator)}
+
+    def apply(self, x, params):
+        g = torch.pow(10.0, params["gain_db"] / 20).to(x.dtype)[:, None, None]
+        return (x * g).clamp(-1.0, 1.0)
+
+
+class Delay(Augmentation):
+    """out = (x + volume_factor * x delayed by d ms) / 2, d from min_delay..max_delay in steps of
+    delay_interval (inclusive), the delay in samples int(d * sample_rate / 1000)."""
+
+    def __init__(self, sample_rate, volume_factor=0.5, min_delay=200, max_delay=500, delay_interval=50):
+        super().__init__()
+        self.sample_rate, self.volume_factor = sample_rate, volume_factor
+        self.min_delay, self.max_delay, self.delay_interval = min_delay, max_delay, delay_interval
+
+    def sample(self, n, device, generator):
+        steps = int((self.max_delay - self.min_delay) // self.delay_interval)
+        ms = self.min_delay + self.delay_interval * _randint(0, steps, n, device, generator)
+        return {"offset": (ms * self.sample_rate / 1000).long()}            # int(), like the original
+
+    def apply(self, x, params):
+        B, C, T = x.shape
+        t = torch.arange(T, device=x.device)
+        src = t[None] - params["offset"][:, None]                          # (B, T)
+        delayed = x.gather(-1, src.clamp(min=0)[:, None].expand(B, C, T)) * (src >= 0)[:, None]
+        return (x + self.volume_factor * delayed) / 2
+
+
+# ---------------------------------------------------------------- filters
+
+class _SincFilter(Augmentation):
+    """Windowed-sinc FIR (Hann window, `zeros` zero crossings each side, as julius' filters that
+    the original used); the low-pass kernel is normalised to unit gain at DC and a high-pass is
+    its spectral inverse, delta - lowpass. Cutoff drawn per example, applied by FFT convolution."""
+    zeros = 8
+
+    def __init__(self, sample_rate):
+        super().__init__()
+        self.sample_rate = sample_rate
+
+    def kernels(self, cutoff_hz, highpass):
+        """cutoff_hz: (B,) float64, highpass: (B,) bool -> (B, K) kernels, K odd."""
+        c = cutoff_hz / self.sample_rate                                   # cycles per sample
+        half = (self.zeros / c / 2).long()                                 # (B,) half lengths
+        H = int(half.max())
+        t = torch.arange(-H, H + 1, device=c.device, dtype=torch.float64)[None]   # (1, K)
+        hb = half[:, None].double()
+        window = torch.where(t.abs() <= hb, 0.5 + 0.5 * torch.cos(math.pi * t / hb), 0.0)
+        lowpass = 2 * c[:, None] * torch.sinc(2 * c[:, None] * t) * window
+        lowpass = lowpass / lowpass.sum(dim=1, keepdim=True)
+        delta = (t == 0).double()
+        return torch.where(highpass[:, None], delta - lowpass, lowpass)
+
+    def apply(self, x, params):
+        return _fft_conv_same(x, self.kernels(params["cutoff"], params["highpass"]).to(x.dtype))
+
+
+class LowPassFilter(_SincFilter):
+    def __init__(self, sample_rate, freq_low=2200, freq_high=4000):
+        super().__init__(sample_rate)
+        self.freq_low, self.freq_high = freq_low, freq_high
+
+    def sample(self, n, device, generator):
+        return {"cutoff": _uniform(self.freq_low, self.freq_high, n, device, generator),
+                "highpass": torch.zeros(n, dtype=torch.bool, device=device)}
+
+
+class HighPassFilter(LowPassFilter):
+    def __init__(self, sample_rate, freq_low=200, freq_high=1200):
+        super().__init__(sample_rate, freq_low, freq_high)
+
+    def sample(self, n, device, generator):
+        return {**super().sample(n, device, generator),
+                "highpass": torch.ones(n, dtype=torch.bool, device=device)}
+
+
+class HighLowPass(_SincFilter):
+    """Per example, a fair coin: a low-pass with cutoff in [lowpass_freq_low, lowpass_freq_high]
+    or a high-pass with cutoff in [highpass_freq_low, highpass_freq_high]."""
+
+    def __init__(self, sample_rate, lowpass_freq_low=2200, lowpass_freq_high=4000,
+                 highpass_freq_low=200, highpass_freq_high=1200):
+        super().__init__(sample_rate)
+        self.lp = (lowpass_freq_low, lowpass_freq_high)
+        self.hp = (highpass_freq_low, highpass_freq_high)
+
+    def sample(self, n, device, generator):
+        highpass = _uniform(0, 1, n, device, generator) < 0.5
+        lp = _uniform(*self.lp, n, device, generator)
+        hp = _uniform(*self.hp, n, device, generator)
+        return {"cutoff": torch.where(highpass, hp, lp), "highpass": highpass}
+
+
+# ---------------------------------------------------------------- reverb (sox's algorithm)
+
+# Freeverb's delay lengths in samples at 44100 Hz, and sox's stereo spread.
+COMB_LENGTHS = (1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617)
+ALLPASS_LENGTHS = (225, 341, 441, 556)
+STEREO_ADJUST = 12
+
+
+def sox_reverb_settings(reverberance, hf_damping, room_scale):
+    """sox's mapping from its three percentages (tensors, 0..100) to filter settings:
+    comb feedback 0.3..0.98 (reverberance), damping 0.2..0.5 (HF-damping), length scale 0.1..1."""
+    a = -1 / math.log(1 - 0.3)
+    b = 100 / (math.log(1 - 0.98) * a + 1)
+    feedback = 1 - torch.exp((reverberance - b) / (a * b))
+    damping = hf_damping / 100 * 0.3 + 0.2
+    scale = room_scale / 100 * 0.9 + 0.1
+    return feedback, damping, scale
+
+
+def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius, offset):
+    """Wet transfer function of sox's filter array (gain 0.015 = wet-gain 0 dB), sampled at
+    z = exp(2j*pi*k/n_fft) / radius for k = 0..n_fft/2. Inputs (B,) float64 -> (B, n_fft//2+1).
+
+    comb:    y = z^-N (1 - d z^-1) / (1 - d z^-1 - g (1 - d) z^-N)   (low-passed feedback loop)
+    allpass: y = (1.5 z^-M - 1) / (1 - 0.5 z^-M)                     (sox's out = buf - in)
+    """
+    device, cplx = feedback.device, torch.complex128
+    k = torch.arange(n_fft // 2 + 1, device=device)
+    unit = torch.polar(torch.ones(n_fft, device=device, dtype=torch.float64),
+                       -2 * math.pi * torch.arange(n_fft, device=device, dtype=torch.float64) / n_fft)
+
+    def z_pow(n):          # z^-n for integer delays n: (B,) -> (B, K); exact phases from a table
+        n = n[:, None]
+        return unit[(k[None] * n) % n_fft] * (radius ** n.double()).to(cplx)
+
+    r = sample_rate / 44100
+    one = torch.ones(1, dtype=torch.long, device=device)
+    lowpass = 1 - damping[:, None].to(cplx) * z_pow(one)                   # 1 - d z^-1, (B, K)
+    loop_gain = (feedback * (1 - damping))[:, None].to(cplx)               # g (1 - d)
+    combs = 0
+    for i, length in enumerate(COMB_LENGTHS):
+        n = (scale * r * (length + STEREO_ADJUST * offset * (-1) ** i) + 0.5).long()
+        zn = z_pow(n)
+        combs = combs + zn * lowpass / (lowpass - loop_gain * zn)
+    for i, length in enumerate(ALLPASS_LENGTHS):   # fixed lengths: one (1, K) row for the batch
+        m = int(r * (length + STEREO_ADJUST * offset * (-1) ** i) + 0.5)  # 8 combs: sign restarts
+        zm = z_pow(one * m)
+        combs = combs * ((1.5 * zm - 1) / (1 - 0.5 * zm))
+    return 0.015 * combs
+
+
+class Reverb(Augmentation):
+    """sox `reverb <reverberance> <hf_damping> <room_scale>` on mono audio, as the original ran it
+    (wet-gain 0 dB, no pre-delay, stereo-depth 100 -> two wet channels, downmixed to mono):
+        y = x + (wet_0 + wet_1) / 2.
+    Each channel of a multi-channel input is reverberated the same way. Parameters are drawn
+    uniformly per example. Computed in float64: sox's feedback reaches 0.98 (RT60 of seconds), so
+    the response is exponentially weighted (z -> z / radius) to make the FFT's circular wrap
+    negligible (radius^n_fft = 1e-8), then unweighted."""
+
+    def __init__(self, sample_rate, reverberance_min=0, reverberance_max=100, dumping_factor_min=0,
+                 dumping_factor_max=100, room_size_min=0, room_size_max=100):
+        super().__init__()
+        self.sample_rate = sample_rate
+        self.ranges = ((reverberance_min, reverberance_max), (dumping_factor_min, dumping_factor_max),
+                       (room_size_min, room_size_max))
+
+    def sample(self, n, device, generator):
+        rev, damp, room = (_uniform(lo, hi, n, device, generator) for lo, hi in self.ranges)
+        return {"reverberance": rev, "hf_damping": damp, "room_scale": room}
+
+    def apply(self, x, params):
+        B, C, T = x.shape
+        n_fft = 1 << math.ceil(math.log2(T))
+        radius = 1e-8 ** (1 / n_fft)
+        settings = sox_reverb_settings(params["reverberance"], params["hf_damping"], params["room_scale"])
+        wet = sum(reverb_wet_response(*settings, self.sample_rate, n_fft, radius, offset)
+                  for offset in (0, 1)) / 2                                 # (B, K)
+        weight = radius ** torch.arange(T, device=x.device, dtype=torch.float64)   # (T,)
+        xw = torch.fft.rfft(x.double() * weight, n_fft)                    # (B, C, K)
+        y = torch.fft.irfft(xw * wet[:, None], n_fft)[..., :T] / weight
+        return x + y.to(x.dtype)
+
+
+# ---------------------------------------------------------------- composition
+
+class RandomApply(Augmentation):
+    """Applies `transforms` (a module or a list, run in order) to each example with probability p."""
+
+    def __init__(self, transforms, p=0.5):
+        super().__init__()
+        self.transforms = Compose(transforms if isinstance(transforms, (list, tuple)) else [transforms])
+        self.p = p
+
+    def transform(self, x, generator=None):
+        chosen = (_uniform(0, 1, x.shape[0], x.device, generator) < self.p).nonzero().squeeze(1)
+        if chosen.numel() == 0:
+            return x
+        out = x.clone()
+        out[chosen] = self.transforms.transform(x[chosen], generator)
+        return out
+
+
+class Compose(Augmentation):
+    """Runs transforms one after the other."""
+
+    def __init__(self, transforms):
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def transform(self, x, generator=None):
+        for t in self.transforms:
+            x = t.transform(x, generator)
+        return x
+
+
+class ComposeMany(Compose):
+    """num_augmented_samples independent passes of the chain, stacked on a new first dim:
+    (C, T) -> (n, C, T), (B, C, T) -> (n, B, C, T)."""
+
+    def __init__(self, transforms, num_augmented_samples):
+        super().__init__(transforms)
+        self.num_augmented_samples = num_augmented_samples
+
+    def forward(self, x, generator=None):
+        return torch.stack([super(ComposeMany, self).forward(x, generator)
+                            for _ in range(self.num_augmented_samples)])
+
+
+class RandomResizedCrop(Augmentation):
+    """A random window of n_samples per example (the only transform that changes the length)."""
+
+    def __init__(self, n_samples):
+        super().__init__()
+        self.n_samples = n_samples
+
+    def transform(self, x, generator=None):
+        B, C, T = x.shape
+        if T < self.n_samples:
+            raise ValueError(f"RandomResizedCrop({self.n_samples}) got only {T} samples")
+        start = _randint(0, T - self.n_samples, B, x.device, generator)
+        idx = start[:, None] + torch.arange(self.n_samples, device=x.device)[None]
+        return x.gather(-1, idx[:, None].expand(B, C, self.n_samples))
+
+
+def build_chain(sample_rate, p_polarity=0.8, p_noise=0.01, min_snr=0.0001, max_snr=0.01, p_gain=0.3,
+                p_filter=0.8, p_delay=0.3, p_reverb=0.6):
+    """The CLMR / DL101 chain (CLMR's probabilities by default; its pitch shift is left out)."""
+    return Compose([
+        RandomApply([PolarityInversion()], p=p_polarity),
+        RandomApply([Noise(min_snr=min_snr, max_snr=max_snr)], p=p_noise),
+        RandomApply([Gain()], p=p_gain),
+        RandomApply([HighLowPass(sample_rate=sample_rate)], p=p_filter),
+        RandomApply([Delay(sample_rate=sample_rate)], p=p_delay),
+        RandomApply([Reverb(sample_rate=sample_rate)], p=p_reverb),
+    ])

@@ -1,0 +1,223 @@
+"""Augmentations checked on sines and impulses against measured values and references (sox too)."""
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from ssl_min import augment as A
+
+SR = 22050
+
+
+def sine(freq, seconds=1.0, sr=SR, amp=0.5):
+    t = torch.arange(int(seconds * sr), dtype=torch.float64) / sr
+    return (amp * torch.sin(2 * math.pi * freq * t)).float()
+
+
+def db(a, b):
+    """Level of a relative to b in dB (RMS), on the middle half to keep edges out."""
+    n = a.shape[-1]
+    mid = slice(n // 4, 3 * n // 4)
+    return 20 * math.log10(a[..., mid].pow(2).mean().sqrt() / b[..., mid].pow(2).mean().sqrt())
+
+
+def all_transforms():
+    return [A.PolarityInversion(), A.Noise(), A.Gain(), A.HighPassFilter(SR), A.LowPassFilter(SR),
+            A.HighLowPass(SR), A.Delay(SR), A.Reverb(SR),
+            A.RandomApply([A.Gain(), A.Delay(SR)], p=0.5),
+            A.Compose([A.PolarityInversion(), A.Reverb(SR)])]
+
+
+def test_polarity_is_exact():
+    x = torch.randn(2, 1, 1000)
+    assert torch.equal(A.PolarityInversion()(x), -x)
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, -6.0, -1.0])
+def test_gain_measured_in_db(gain_db):
+    x = sine(440)
+    assert abs(db(A.Gain(gain_db, gain_db)(x), x) - gain_db) < 0.01
+
+
+def test_gain_draws_within_range_per_example():
+    y = A.Gain(-20, -1)(sine(440).repeat(64, 1, 1))
+    gains = [db(y[i, 0], sine(440)) for i in range(64)]
+    assert all(-20.01 < g < -0.99 for g in gains) and len({round(g, 3) for g in gains}) == 64
+
+
+@pytest.mark.parametrize("ms", [200, 350, 500])
+def test_delay_exact_sample_and_weights(ms):
+    x = torch.zeros(1, 1, SR)
+    x[..., 100] = 1.0
+    y = A.Delay(SR, volume_factor=0.5, min_delay=ms, max_delay=ms)(x)
+    off = int(ms * SR / 1000)
+    expected = torch.zeros_like(x)
+    expected[..., 100] = 0.5            # (x + ...) / 2
+    expected[..., 100 + off] = 0.25     # (... + 0.5 * x delayed) / 2
+    assert torch.equal(y, expected)
+
+
+def test_delay_choices_are_the_inclusive_grid():
+    x = torch.zeros(400, 1, SR)
+    x[..., 0] = 1.0
+    y = A.Delay(SR, min_delay=200, max_delay=500, delay_interval=50)(x)
+    offsets = {int(torch.nonzero(y[i, 0, 1:])[0]) + 1 for i in range(400)}
+    assert offsets == {int(ms * SR / 1000) for ms in range(200, 501, 50)}
+
+
+@pytest.mark.parametrize("ratio", [0.001, 0.01, 0.3])
+def test_noise_ratio(ratio):
+    x = sine(440, seconds=2.0)
+    y = A.Noise(ratio, ratio)(x)
+    assert abs((y - x).std() / x.std() - ratio) / ratio < 0.02
+
+
+@pytest.mark.parametrize("cutoff", [300.0, 1000.0, 3000.0])
+def test_lowpass_keeps_octave_below_cuts_octave_above(cutoff):
+    lp = A.LowPassFilter(SR, cutoff, cutoff)
+    assert abs(db(lp(sine(cutoff / 2)), sine(cutoff / 2))) < 2
+    assert db(lp(sine(cutoff * 2)), sine(cutoff * 2)) < -15
+
+
+@pytest.mark.parametrize("cutoff", [300.0, 1000.0, 3000.0])
+def test_highpass_keeps_octave_above_cuts_octave_below(cutoff):
+    hp = A.HighPassFilter(SR, cutoff, cutoff)
+    assert abs(db(hp(sine(cutoff * 2)), sine(cutoff * 2))) < 2
+    assert db(hp(sine(cutoff / 2)), sine(cutoff / 2)) < -15
+
+
+def test_highlowpass_flips_a_fair_coin_per_example():
+    x = sine(100).repeat(400, 1, 1)     # a 100 Hz tone: kept by every low-pass, cut by every high-pass
+    y = A.HighLowPass(SR)(x)
+    kept = sum(db(y[i, 0], x[0, 0]) > -2 for i in range(400))
+    assert 150 < kept < 250
+
+
+# ---- reverb: sox's algorithm, checked sample by sample against a loop and against sox itself ----
+
+def sox_reverb_loop(x, sr, reverberance, hf_damping, room_scale, offset):
+    """sox's reverb.c filter array for one channel, one sample at a time (float64)."""
+    a = -1 / math.log(0.7)
+    b = 100 / (math.log(0.02) * a + 1)
+    fb = 1 - math.exp((reverberance - b) / (a * b))
+    d = hf_damping / 100 * 0.3 + 0.2
+    scale = room_scale / 100 * 0.9 + 0.1
+    r = sr / 44100
+    combs = [np.zeros(int(scale * r * (n + 12 * offset * (-1) ** i) + 0.5)) for i, n in enumerate(A.COMB_LENGTHS)]
+    allpasses = [np.zeros(int(r * (n + 12 * offset * (-1) ** i) + 0.5)) for i, n in enumerate(A.ALLPASS_LENGTHS)]
+    store = [0.0] * len(combs)
+    y = np.zeros(len(x))
+    for t, inp in enumerate(x):
+        out = 0.0
+        for i, buf in enumerate(combs):
+            o = buf[t % len(buf)]
+            store[i] = o + (store[i] - o) * d
+            buf[t % len(buf)] = inp + store[i] * fb
+            out += o
+        for buf in allpasses:
+            o = buf[t % len(buf)]
+            buf[t % len(buf)] = out + o * 0.5
+            out = o - out
+        y[t] = out * 0.015
+    return y
+
+
+@pytest.mark.parametrize("params", [(50, 50, 100), (100, 0, 100), (0, 100, 0), (90, 30, 60)])
+def test_reverb_equals_sox_algorithm_loop(params):
+    sr = 8000
+    x = np.random.default_rng(0).normal(0, 0.1, 4000)
+    ref = x + 0.5 * (sox_reverb_loop(x, sr, *params, 0) + sox_reverb_loop(x, sr, *params, 1))
+    rev, damp, room = params
+    y = A.Reverb(sr, rev, rev, damp, damp, room, room)(torch.tensor(x)[None])
+    np.testing.assert_allclose(y[0].numpy(), ref, atol=1e-9)
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed (apt-get install sox)")
+@pytest.mark.parametrize("params", [(50, 50, 100), (100, 0, 100), (10, 100, 20), (80, 40, 60)])
+def test_reverb_matches_sox_binary(tmp_path, params):
+    x = np.random.default_rng(1).normal(0, 0.05, SR).astype(np.float32)
+    sf.write(tmp_path / "in.wav", x, SR, subtype="FLOAT")
+    subprocess.run(["sox", "-V1", str(tmp_path / "in.wav"), "-e", "floating-point", str(tmp_path / "out.wav"),
+                    "reverb", *map(str, params), "channels", "1"], check=True)
+    ref, sr = sf.read(tmp_path / "out.wav", dtype="float32")
+    rev, damp, room = params
+    ours = A.Reverb(SR, rev, rev, damp, damp, room, room)(torch.from_numpy(x)[None])[0].numpy()
+    assert sr == SR and ref.shape == ours.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+def rt60(reverberance, room, sr=8000, hf_damping=50, seconds=16):
+    """Decay time of the impulse response: Schroeder backward integration, -5..-25 dB fit x3."""
+    x = torch.zeros(1, 1, seconds * sr, dtype=torch.float64)
+    x[..., 0] = 1.0
+    h = A.Reverb(sr, reverberance, reverberance, hf_damping, hf_damping, room, room)(x)[0, 0, 1:]
+    edc = torch.flip(torch.cumsum(torch.flip(h ** 2, [0]), 0), [0])
+    edc_db = 10 * torch.log10(edc / edc[0])
+    t5 = int((edc_db < -5).nonzero()[0])
+    t25 = int((edc_db < -25).nonzero()[0])
+    return 3 * (t25 - t5) / sr
+
+
+def predicted_rt60(reverberance, room):
+    """Low-frequency theory: each pass of a comb of mean length L multiplies by the feedback g,
+    so 60 dB takes ln(1000) / -ln(g) passes of L / 44100 s (sox scales L with the rate)."""
+    g, _, scale = A.sox_reverb_settings(torch.tensor(float(reverberance)), torch.tensor(50.0),
+                                        torch.tensor(float(room)))
+    mean_len = scale.item() * sum(A.COMB_LENGTHS) / len(A.COMB_LENGTHS) / 44100
+    return math.log(1000) / -math.log(g.item()) * mean_len
+
+
+def test_reverb_decay_grows_with_reverberance_and_room_size_as_theory_says():
+    by_reverberance = [rt60(r, 100) for r in (0, 50, 100)]
+    by_room = [rt60(70, s) for s in (0, 50, 100)]
+    assert by_reverberance[0] < by_reverberance[1] < by_reverberance[2]
+    assert by_room[0] < by_room[1] < by_room[2]
+    for reverberance, room in [(100, 100), (50, 100), (70, 50)]:
+        assert abs(rt60(reverberance, room) / predicted_rt60(reverberance, room) - 1) < 0.25
+
+
+# ---- batching, randomness, shapes, dtypes ----
+
+def test_random_apply_fraction_close_to_p():
+    x = torch.ones(4000, 1, 16)
+    for p in (0.2, 0.8):
+        y = A.RandomApply([A.PolarityInversion()], p=p)(x)
+        assert abs((y[:, 0, 0] < 0).float().mean().item() - p) < 0.03
+
+
+def test_same_generator_seed_same_output_and_global_rng_by_default():
+    chain = A.Compose(all_transforms())
+    x = torch.randn(4, 1, 4000)
+    y1 = chain(x, generator=torch.Generator().manual_seed(7))
+    y2 = chain(x, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(y1, y2)
+    torch.manual_seed(3)
+    y3 = chain(x)
+    torch.manual_seed(3)
+    assert torch.equal(y3, chain(x))
+
+
+@pytest.mark.parametrize("t", all_transforms(), ids=lambda t: type(t).__name__)
+@pytest.mark.parametrize("shape", [(3000,), (2, 3000), (3, 1, 3000), (2, 6, 3000)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_shapes_dtypes_lengths_and_silence(t, shape, dtype):
+    x = (0.1 * torch.randn(shape)).to(dtype)
+    y = t(x)
+    assert y.shape == x.shape and y.dtype == dtype and y.device == x.device
+    silent = t(torch.zeros(shape, dtype=dtype))
+    assert torch.isfinite(silent.float()).all()
+
+
+def test_compose_many_and_random_resized_crop():
+    x = torch.randn(2, 10000)
+    y = A.ComposeMany([A.RandomResizedCrop(3000), A.PolarityInversion()], num_augmented_samples=4)(x)
+    assert y.shape == (4, 2, 3000)
+    crops = A.RandomResizedCrop(3000)(x[None].repeat(16, 1, 1))
+    starts = {int((x[0] == c[0, 0]).nonzero()[0]) for c in crops}
+    assert len(starts) > 1
+    with pytest.raises(ValueError, match="3000"):
+        A.RandomResizedCrop(3000)(torch.randn(1, 100))

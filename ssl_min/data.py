@@ -18,6 +18,7 @@ The sample pipeline, the same whether it reads the audio files or the decode-onc
 """
 import csv
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -255,11 +256,13 @@ def item_generator(seed, sample_id):
 class EpochSampler(DistributedSampler):
     """DistributedSampler (shuffle, shard per process, set_epoch) that yields sample ids
     `epoch * len(dataset) + index`, so each item's randomness can depend on the epoch even inside
-    persistent workers. One process: num_replicas=1, rank=0."""
+    persistent workers. One process: num_replicas=1, rank=0. `skip` drops the first ids of the
+    epoch (a resumed run starts where it stopped without reading what it already used)."""
+    skip = 0
 
     def __iter__(self):
         base = self.epoch * len(self.dataset)
-        return (base + i for i in super().__iter__())
+        return (base + i for i in itertools.islice(super().__iter__(), self.skip, None))
 
 
 def keep_long_enough(tracks, n_samples, verbose=True):

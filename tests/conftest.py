@@ -1,0 +1,31 @@
+"""Shared fixtures: small generated audio, so tests need no dataset download."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 8000
+
+
+def write_tracks(root, n, seconds=1.0, sr=SR, seed=0):
+    """n short tracks of a few random partials each; returns their paths."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    paths = []
+    for i in range(n):
+        f = rng.uniform(100, 1500, 3)
+        x = sum(np.sin(2 * np.pi * fk * t) for fk in f) / 3 + 0.05 * rng.standard_normal(len(t))
+        paths.append(root / f"track{i:03d}.wav")
+        sf.write(paths[-1], (0.5 * x).astype(np.float32), sr)
+    return paths
+
+
+@pytest.fixture
+def audio_dir(tmp_path):
+    write_tracks(tmp_path / "audio", 10)
+    return tmp_path / "audio"
+
+
+# The smallest model that still runs the real code path (about 1 ms per step on a CPU).
+TINY = ["--sample_rate", str(SR), "--n_blocks", "3", "--width", "0.125", "--pool", "mean",
+        "--chunk_samples", "2000", "--batch_size", "4", "--num_workers", "0", "--log_every", "1"]

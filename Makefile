@@ -1,32 +1,42 @@
-# ssl_min: every command a user needs. Variables override, e.g. `make pretrain DATA=~/music OUT=runs/mine`.
-PY      ?= .venv/bin/python
-DATA    ?= data/demo
-PRESET  ?= demo
-OUT     ?= runs/$(PRESET)
-ARGS    ?=
+# ssl_min: every command a user needs. Variables override, e.g.
+#   make pretrain DATA=~/music PRESET=clmr OUT=runs/mine ARGS="--batch_size 96"
+#   make probe OUT=runs/mine LABELED=~/mtt_ssl
+PY       ?= .venv/bin/python
+DEMO     := data/demo
+DATA     ?= $(DEMO)/unlabeled
+LABELED  ?= $(DEMO)
+PRESET   ?= demo
+OUT      ?= runs/$(PRESET)
+ARGS     ?=
+CKPT     ?= $(OUT)/checkpoint.pt
 
-.PHONY: install test pretrain probe bench clean
+.PHONY: install test pretrain probe bench demo clean
 
-install: .venv/.installed          ## virtual env + pinned requirements (reused when present)
+install: .venv/.installed            ## virtual env + pinned requirements (reused when present)
 .venv/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-test:                              ## the whole test suite, CPU only
+test: install                        ## the whole test suite, CPU only
 	$(PY) -m pytest -q tests
 
-pretrain:                          ## contrastive pretraining (built-in demo data unless DATA= is given)
+demo: install                        ## write the built-in demo dataset (once; a no-op afterwards)
+	$(PY) -m ssl_min.demo $(DEMO)
+
+pretrain: install demo               ## contrastive pretraining (the demo data unless DATA= is given)
 	$(PY) train.py --data $(DATA) --preset $(PRESET) --out $(OUT) $(ARGS)
 
-probe:                             ## linear probe of the pretrained encoder vs a random-init one
-	$(PY) probe.py --checkpoint $(OUT)/checkpoint.pt --data $(DATA) $(ARGS)
+probe: install demo                  ## linear probe of the pretrained encoder vs a random-init one
+	$(PY) probe.py --checkpoint $(CKPT) --data $(LABELED)
+	if [ "$(LABELED)" = "$(DEMO)" ]; then \
+	  $(PY) probe.py --checkpoint $(CKPT) --data $(DEMO)/style --out $(OUT)/probe_style.json; fi
 
-bench:                             ## speed figures: augmentations, data loading, training throughput
+bench: install                       ## speed figures: augmentations, data loading, training
 	$(PY) bench/augment.py
 	$(PY) bench/data.py
 	$(PY) bench/train.py
 
-clean:                             ## remove runs and generated data (keeps the virtual env)
-	rm -rf runs data/demo .pytest_cache
+clean:                               ## remove runs and generated data (keeps the virtual env)
+	rm -rf runs $(DEMO) .pytest_cache

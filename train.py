@@ -229,7 +229,7 @@ def main(argv=None):
     metrics = open(out / "metrics.jsonl", "a") if master else None
     done = lambda: (cfg.max_steps and step >= cfg.max_steps) or epoch >= cfg.epochs  # noqa: E731
     bar = tqdm(total=cfg.max_steps or steps_per_epoch * cfg.epochs, initial=step, disable=not master,
-               dynamic_ncols=True)
+               dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30)
     model.train()
     try:
         while not done():

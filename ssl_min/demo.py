@@ -10,7 +10,7 @@ is a real multi-class task and the tags are multi-label facts about the audio:
 
     python -m ssl_min.demo data/demo      (make pretrain / make probe do this on first use)
 
-writes, at 16 kHz mono wav (deterministic for a seed):
+writes, at 8 kHz mono wav (deterministic for a seed):
     data/demo/unlabeled/*.wav                     the pretraining pool (no labels)
     data/demo/{train,valid,test}/annotations.csv  the DL101 tutorial's layout: mp3_path + 0/1 tags
     data/demo/style/{train,valid,test}/annotations.csv   path + label (multi-class)
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-SR = 16000
+SR = 8000
 INSTRUMENTS = ["plucked", "piano", "organ", "brass", "flute", "bell", "bass"]
 TAGS = INSTRUMENTS + ["drums", "fast", "slow", "major", "minor", "high", "low"]
 # style -> odds: instrument weights, P(drums), P(fast), P(major), P(high register)
@@ -66,7 +66,7 @@ def partials(instrument, f0, dur, rng):
         x += 0.05 * rng.standard_normal(n) * np.exp(-8 * t)                # breath
     if instrument == "brass":
         env *= 0.8 + 0.2 * np.minimum(1, t / 0.15)
-    return x * env / max(1e-9, np.abs(x).max())
+    return x * env / max(1e-9, np.abs(x).max(initial=0.0))
 
 
 def drums(n_samples, beat, rng):
@@ -84,6 +84,12 @@ def drums(n_samples, beat, rng):
                 out[start:end] += sound[:end - start]
         i += 1
     return out
+
+
+def master(x, rng):
+    """Recording differences that say nothing about the labels: background noise and level."""
+    x = x / np.abs(x).max() + rng.uniform(0.001, 0.02) * rng.standard_normal(len(x))
+    return x * rng.uniform(0.3, 0.9) / np.abs(x).max()
 
 
 def make_track(rng):
@@ -118,8 +124,7 @@ def make_track(rng):
         mix += rng.uniform(0.5, 1.0) * voice / max(1e-9, np.abs(voice).max())
     if has_drums:
         mix += rng.uniform(0.3, 0.7) * drums(n, beat, rng)
-    mix += rng.uniform(0.001, 0.02) * rng.standard_normal(n)              # a little room noise
-    mix *= rng.uniform(0.3, 0.9) / np.abs(mix).max()
+    mix = master(mix, rng)
     tags = {name: int(name in instruments) for name in INSTRUMENTS}
     tags.update(drums=int(has_drums), fast=int(fast), slow=int(not fast), major=int(major),
                 minor=int(not major), high=int(high), low=int(not high))

@@ -1,0 +1,109 @@
+"""Data loading throughput: chunk pairs per second from mp3 files, ogg files and the decode-once
+cache, with 0, 1 and 2 DataLoader workers, next to the training speed the loader has to feed.
+
+    python bench/data.py                          # generated 44.1 kHz stereo music-like files
+    python bench/data.py --music /usr/share/games/wesnoth/1.16/data/core/music   # real recordings
+
+The training figure is one optimizer step of the chosen preset's model (fp32 and bf16, batch of
+--batch pairs) on this machine; the loader keeps up when its pairs/s is above the model's.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ssl_min.data import EpochSampler, PairDataset, scan_folder, tracks_from  # noqa: E402
+from ssl_min.loss import NTXent  # noqa: E402
+from ssl_min.model import build_model  # noqa: E402
+from ssl_min.prepare import prepare  # noqa: E402
+from train import PRESETS, Config, resolve  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--music", default=None, help="a folder of real recordings (default: generate some)")
+parser.add_argument("--preset", default="clmr", choices=sorted(PRESETS), help="model and chunk length to feed")
+parser.add_argument("--batch", type=int, default=48, help="pairs per batch")
+parser.add_argument("--batches", type=int, default=6, help="timed batches per setting")
+args = parser.parse_args()
+cfg = resolve(Config(**PRESETS[args.preset]))
+tmp = Path(tempfile.mkdtemp(prefix="ssl_min_bench_"))
+
+
+def generate(folder, ext, n=24, seconds=30, sr=44100):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(seconds * sr) / sr
+    for i in range(n):
+        x = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in rng.uniform(80, 2000, 6)) / 6
+        x = x[:, None] * np.array([[1.0, 0.8]]) + 0.01 * rng.standard_normal((len(t), 2))
+        sf.write(folder / f"{i:03d}.{ext}", (0.4 * x).astype(np.float32), sr)
+    return folder
+
+
+def pairs_per_second(source, workers):
+    ds = PairDataset(tracks_from(source, cfg.sample_rate, verbose=False), cfg.chunk_samples, verbose=False)
+    sampler = EpochSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
+    loader = DataLoader(ds, batch_size=args.batch, sampler=sampler, num_workers=workers,
+                        persistent_workers=workers > 0)
+    n, it, epoch = 0, None, 0
+
+    def next_batch():
+        nonlocal it, epoch
+        while True:
+            try:
+                return next(it)
+            except (StopIteration, TypeError):
+                sampler.set_epoch(epoch)
+                epoch += 1
+                it = iter(loader)
+
+    next_batch()                                     # start the workers
+    t0 = time.perf_counter()
+    for _ in range(args.batches):
+        n += next_batch()[0].shape[0]
+    return n / (time.perf_counter() - t0)
+
+
+def train_pairs_per_second(precision):
+    model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.randn(2 * args.batch, 1, cfg.chunk_samples)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    for i in range(3):
+        if i == 1:
+            t0 = time.perf_counter()
+        with ctx:
+            loss = NTXent()(*model(x).chunk(2))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return args.batch * 2 / (time.perf_counter() - t0)
+
+
+sources = {}
+if args.music:
+    sources["your files"] = Path(args.music)
+    print(scan_folder(args.music, cfg.sample_rate, verbose=False)[1].summary(len(list(Path(args.music).rglob("*.*")))))
+else:
+    sources["mp3 44.1k stereo"] = generate(tmp / "mp3", "mp3")
+    sources["ogg 44.1k stereo"] = generate(tmp / "ogg", "ogg")
+first = next(iter(sources.values()))
+t0 = time.perf_counter()
+prepare(first, tmp / "cache", cfg.sample_rate, workers=os.cpu_count())
+print(f"decode-once cache built in {time.perf_counter() - t0:.1f} s")
+sources["cache (int16)"] = tmp / "cache"
+
+print(f"\npreset={args.preset}: {cfg.chunk_samples} samples @ {cfg.sample_rate} Hz, batch {args.batch} pairs, "
+      f"{torch.get_num_threads()} threads, {os.cpu_count()} cores")
+print(f"{'source':<20}" + "".join(f"{f'{w} workers':>14}" for w in (0, 1, 2)) + "   (chunk pairs / s)")
+for name, source in sources.items():
+    print(f"{name:<20}" + "".join(f"{pairs_per_second(source, w):14.1f}" for w in (0, 1, 2)))
+for precision in ("fp32", "bf16"):
+    print(f"{'model needs (' + precision + ')':<20}{train_pairs_per_second(precision):14.1f}   pairs / s, one training step")

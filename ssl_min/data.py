@@ -470,6 +470,20 @@ def split_by_track(ls, fractions):
             for i, (n, lo, hi) in enumerate(zip(names, edges[:-1], edges[1:]))}
 
 
+def _same_names(sets):
+    """Splits read from separate CSVs must agree: the same tags, or the union of the classes
+    (a split may lack a class) with every split's targets re-indexed into it."""
+    first = next(iter(sets.values()))
+    if first.task == "multilabel":
+        for name, ls in sets.items():
+            if ls.names != first.names:
+                raise ValueError(f"split {name} has tags {ls.names[:5]}..., train has {first.names[:5]}...")
+        return sets
+    names = sorted({n for ls in sets.values() for n in ls.names})
+    return {s: LabeledSet(ls.tracks, np.asarray([names.index(ls.names[t]) for t in ls.targets]), names, ls.task)
+            for s, ls in sets.items()}
+
+
 def load_labeled(root, sample_rate, mtt_split_dir=None):
     """Any supported labeled layout under ROOT -> {"train", "valid"?, "test"}: LabeledSet."""
     root = Path(root)
@@ -485,7 +499,7 @@ def load_labeled(root, sample_rate, mtt_split_dir=None):
         sets = {s: load_tutorial_split(root, s, sample_rate) for s in ("train", "valid", "test")}
         if sets["test"] is None:
             raise ValueError(f"{root}/test/annotations.csv is missing")
-        return {s: v for s, v in sets.items() if v is not None}
+        return _same_names({s: v for s, v in sets.items() if v is not None})
     if (root / "annotations.csv").exists():
         header, rows = _read_csv(root / "annotations.csv")
         return split_by_track(_labeled_from_rows(header, rows, root, sample_rate, root / "annotations.csv"),

@@ -26,6 +26,8 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
 parser.add_argument("--steps", type=int, default=4, help="timed steps per setting (after 1 warm-up)")
 parser.add_argument("--batch", type=int, default=0, help="pairs per step (0: the preset's batch size)")
+parser.add_argument("--compile", action="store_true", help="also time torch.compile'd models (minutes to compile on a CPU)")
+parser.add_argument("--models", default="clmr,demo", help="comma-separated presets to time")
 args = parser.parse_args()
 device = torch.device(args.device)
 
@@ -65,10 +67,11 @@ def forward_flops(model, x):
     return total
 
 
-def clips_per_second(cfg, batch, precision):
+def clips_per_second(cfg, batch, precision, compiled=False):
     torch.manual_seed(0)
     model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    run = torch.compile(model) if compiled else model
     x = torch.randn(2 * batch, 1, cfg.chunk_samples, device=device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     ctx = nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=dtype)
@@ -78,7 +81,7 @@ def clips_per_second(cfg, batch, precision):
             sync()
             t0 = time.perf_counter()
         with ctx:
-            loss = criterion(*model(x).chunk(2))
+            loss = criterion(*run(x).chunk(2))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,10 +94,11 @@ peak = {p: matmul_peak(d) for p, d in (("fp32", torch.float32), ("bf16", torch.b
 print(f"device={device} threads={torch.get_num_threads()}; matmul peak (2048^2): "
       f"fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s ({peak['bf16'] / peak['fp32']:.1f}x)")
 print(f"{'model':<8}{'batch':>6}{'precision':>10}{'clips/s':>10}{'GFLOP/s':>10}{'% fp32 peak':>13}{'% own peak':>12}")
-for name in ("clmr", "demo"):
+for name in args.models.split(","):
     cfg = resolve(Config(**PRESETS[name]))
     batch = args.batch or cfg.batch_size
-    for precision in ("fp32", "bf16"):
-        cps, gflops = clips_per_second(cfg, batch, precision)
-        print(f"{name:<8}{batch:>6}{precision:>10}{cps:>10.1f}{gflops:>10.1f}"
+    for precision, compiled in [("fp32", False), ("bf16", False)] + [("bf16", True)] * args.compile:
+        cps, gflops = clips_per_second(cfg, batch, precision, compiled)
+        label = precision + (" compiled" if compiled else "")
+        print(f"{name:<8}{batch:>6}{label:>10}{cps:>10.1f}{gflops:>10.1f}"
               f"{100 * gflops / peak['fp32']:>12.0f}%{100 * gflops / peak[precision]:>11.0f}%")

@@ -221,3 +221,23 @@ def test_compose_many_and_random_resized_crop():
     assert len(starts) > 1
     with pytest.raises(ValueError, match="3000"):
         A.RandomResizedCrop(3000)(torch.randn(1, 100))
+
+
+def test_the_tutorials_chain_runs_unchanged_after_swapping_the_import():
+    # As written for torchaudio-augmentations, with only the import changed.
+    from ssl_min.augment import (ComposeMany, Delay, Gain, HighLowPass, Noise, PolarityInversion,
+                                 RandomApply, RandomResizedCrop, Reverb)
+    sr, n_samples = 22050, 59049
+    transforms = [
+        RandomResizedCrop(n_samples=n_samples),
+        RandomApply([PolarityInversion()], p=0.8),
+        RandomApply([Noise(min_snr=0.001, max_snr=0.005)], p=0.3),
+        RandomApply([Gain()], p=0.2),
+        HighLowPass(sample_rate=sr),
+        RandomApply([Delay(sample_rate=sr)], p=0.5),
+        RandomApply([Reverb(sample_rate=sr)], p=0.3),
+    ]
+    audio = 0.1 * torch.randn(1, 3 * sr)
+    views = ComposeMany(transforms=transforms, num_augmented_samples=2)(audio)
+    assert views.shape == (2, 1, n_samples) and torch.isfinite(views).all()
+    assert not torch.equal(views[0], views[1])

@@ -33,8 +33,8 @@ from ssl_min.loss import NTXent
 from ssl_min.model import build_model
 
 
-def F(default, help):
-    return field(default=default, metadata={"help": help})
+def F(default, help, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Config:
     sample_rate: int = F(22050, "the model's rate; files at other rates are resampled (CLMR: 22050)")
     n_blocks: int = F(9, "SampleCNN blocks; each divides time by 3 (CLMR: 9 -> 59049 samples)")
     width: float = F(1.0, "channel multiplier (CLMR: 1.0); 0.5 is ~4x cheaper")
-    pool: str = F("flatten", "'flatten' (CLMR: chunk must be 3^(n_blocks+1)) or 'mean' (any chunk length)")
+    pool: str = F("flatten", "'flatten' (CLMR: chunk must be 3^(n_blocks+1)) or 'mean' (any chunk length)", ["flatten", "mean"])
     chunk_samples: int = F(0, "samples per chunk; 0 = 3^(n_blocks+1), the receptive field")
     proj_hidden: int = F(512, "projector hidden width")
     proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
@@ -55,7 +55,7 @@ class Config:
     lr: float = F(3e-4, "Adam learning rate (CLMR: 3e-4; it scales roughly with batch size)")
     weight_decay: float = F(0.0, "Adam weight decay (CLMR: 0; try 1e-6 for long runs)")
     warmup_steps: int = F(0, "linear warm-up steps (CLMR: none)")
-    schedule: str = F("constant", "'constant' (CLMR) or 'cosine' decay to 0 at max_steps")
+    schedule: str = F("constant", "'constant' (CLMR) or 'cosine' decay to 0 at max_steps", ["constant", "cosine"])
     temperature: float = F(0.5, "NT-Xent temperature tau (CLMR: 0.5; lower is sharper, 0.1 for large batches)")
     epochs: int = F(10000, "stop after this many passes over the tracks")
     max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by schedule=cosine")
@@ -68,10 +68,10 @@ class Config:
     p_filter: float = F(0.8, "P(high- or low-pass, a coin flip)")
     p_delay: float = F(0.3, "P(delay 200..500 ms)")
     p_reverb: float = F(0.6, "P(sox-style reverb)")
-    augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers")
+    augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
     # machinery
     num_workers: int = F(2, "DataLoader worker processes (persistent); 0 reads in the main process")
-    precision: str = F("auto", "'auto' (bf16 where supported, else fp16 on CUDA, else fp32), 'bf16', 'fp16', 'fp32'")
+    precision: str = F("auto", "'auto' (bf16 where supported, else fp16 on CUDA, else fp32), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
     device: str = F("auto", "'auto' (cuda if available), 'cpu', 'cuda'")
     compile: bool = F(False, "torch.compile the model (first steps slower; saves the uncompiled weights)")
     log_every: int = F(10, "steps between lines in metrics.jsonl")
@@ -98,8 +98,9 @@ def parse_args(argv=None):
     parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt exactly where it stopped")
     for f in dataclasses.fields(Config):
         kind = (lambda s: s.lower() in ("1", "true", "yes")) if f.type is bool else f.type
-        parser.add_argument(f"--{f.name}", type=kind, default=None,
-                            help=f"{f.metadata['help']} (default: {f.default})")
+        presets = "; ".join(f"{p}: {v[f.name]}" for p, v in PRESETS.items() if f.name in v)
+        parser.add_argument(f"--{f.name}", type=kind, default=None, choices=f.metadata["choices"],
+                            help=f"{f.metadata['help']} (default {f.default}" + (f"; {presets})" if presets else ")"))
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     return args, given

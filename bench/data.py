@@ -110,7 +110,7 @@ def main():
     sources = {}
     if args.music:
         sources["your files"] = Path(args.music)
-        print(scan_folder(args.music, cfg.sample_rate, verbose=False)[1].summary(len(list(Path(args.music).rglob("*.*")))))
+        scan_folder(args.music, cfg.sample_rate)                       # prints what it found
     else:
         sources["mp3 44.1k stereo"] = generate(tmp / "mp3", "mp3")
         sources["ogg 44.1k stereo"] = generate(tmp / "ogg", "ogg")

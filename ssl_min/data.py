@@ -180,9 +180,10 @@ def scan(paths, sample_rate, cache_file=None, verbose=True):
             report.add(entry["error"], p)
         else:
             tracks.append(Track(p, *entry["info"], sample_rate))
-    if cache_file and fresh != cache:
+    merged = {**cache, **fresh}      # keep entries of other subsets (e.g. the other splits)
+    if cache_file and merged != cache:
         try:
-            _atomic_write_text(cache_file, json.dumps(fresh))
+            _atomic_write_text(cache_file, json.dumps(merged))
         except OSError as e:
             print(f"note: could not write the index cache {cache_file}: {e}")
     if verbose:

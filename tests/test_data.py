@@ -234,3 +234,16 @@ def test_track_chunks_cover_the_track_and_pad_short_ones(music):
     torch.testing.assert_close(c.flatten(), a.read_all()[:c.numel()])
     short = next(t for t in tracks if t.path.endswith("short.wav"))
     assert D.track_chunks(short, 4000).shape == (1, 1, 4000)
+
+
+def test_index_cache_keeps_every_subset(music, monkeypatch):
+    """Splits scanned one after the other share one cache file; none evicts the other."""
+    paths = D.find_audio(music)
+    cache = music / ".ssl_min_index.json"
+    D.scan(paths[:4], SR, cache, verbose=False)
+    D.scan(paths[4:], SR, cache, verbose=False)
+    calls = []
+    monkeypatch.setattr(D, "check_file", lambda p: calls.append(p))
+    D.scan(paths[:4], SR, cache, verbose=False)
+    D.scan(paths[4:], SR, cache, verbose=False)
+    assert calls == []

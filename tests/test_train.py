@@ -100,7 +100,9 @@ def test_a_kill_in_the_middle_leaves_a_loadable_checkpoint(audio_dir, tmp_path, 
     assert ckpt["step"] >= 4
     if sig == signal.SIGINT:                                       # Ctrl-C saves the current step
         assert proc.returncode == 130
-        assert ckpt["step"] == len((out / "metrics.jsonl").read_text().splitlines())
+        logged = len((out / "metrics.jsonl").read_text().splitlines())
+        # The signal may land between a step's end and its log line, never further away.
+        assert logged <= ckpt["step"] <= logged + 1
 
 
 def test_two_processes_under_torchrun(audio_dir, tmp_path):

@@ -19,17 +19,22 @@ import torch.nn as nn
 
 # ---------------------------------------------------------------- helpers
 
+def _draw_device(generator, device):
+    """Where to draw: a generator draws on its own device; the global RNG on the batch's."""
+    return generator.device if generator is not None else device
+
+
 def _uniform(lo, hi, n, device, generator):
     """n draws from U[lo, hi] (lo == hi gives lo), float64, on `device`."""
-    gen_device = generator.device if generator is not None else device
-    u = torch.rand(n, generator=generator, device=gen_device, dtype=torch.float64).to(device)
+    u = torch.rand(n, generator=generator, device=_draw_device(generator, device),
+                   dtype=torch.float64).to(device)
     return lo + (hi - lo) * u
 
 
 def _randint(lo, hi, n, device, generator):
     """n integers from lo..hi inclusive, int64, on `device`."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randint(lo, hi + 1, (n,), generator=generator, device=gen_device).to(device)
+    return torch.randint(lo, hi + 1, (n,), generator=generator,
+                         device=_draw_device(generator, device)).to(device)
 
 
 def _fft_conv_same(x, kernel):
@@ -89,8 +94,7 @@ class Noise(Augmentation):
 
     def transform(self, x, generator=None):
         params = self.sample(x.shape[0], x.device, generator)
-        gen_device = generator.device if generator is not None else x.device
-        params["noise"] = torch.randn(x.shape, generator=generator, device=gen_device,
+        params["noise"] = torch.randn(x.shape, generator=generator, device=_draw_device(generator, x.device),
                                       dtype=x.dtype).to(x.device)
         return self.apply(x, params)
 

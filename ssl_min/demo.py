@@ -167,4 +167,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", default="data/demo", help="where to write it")
     parser.add_argument("--seed", type=int, default=0, help="the whole dataset follows from it")
-    build(parser.parse_args().root, parser.parse_args().seed)
+    args = parser.parse_args()
+    build(args.root, args.seed)

@@ -10,7 +10,7 @@ OUT      ?= runs/$(PRESET)
 ARGS     ?=
 CKPT     ?= $(OUT)/checkpoint.pt
 
-.PHONY: install test pretrain probe bench demo clean
+.PHONY: install test test-repeat pretrain probe bench demo clean
 
 install: .venv/.installed            ## virtual env + pinned requirements (reused when present)
 .venv/.installed: requirements.txt
@@ -21,6 +21,10 @@ install: .venv/.installed            ## virtual env + pinned requirements (reuse
 
 test: install                        ## the whole test suite, CPU only
 	$(PY) -m pytest -q tests
+
+N        ?= 5
+test-repeat: install                 ## the suite N times in a row (default 5), stops at the first failure
+	for i in $$(seq $(N)); do echo "== run $$i of $(N)"; $(PY) -m pytest -q -p no:cacheprovider tests || exit 1; done
 
 demo: install                        ## write the built-in demo dataset (once; a no-op afterwards)
 	$(PY) -m ssl_min.demo $(DEMO)

@@ -142,6 +142,46 @@ def save_atomic(obj, path):
     os.replace(tmp, path)
 
 
+def save_text_atomic(text, path):
+    tmp = f"{path}.tmp"
+    Path(tmp).write_text(text)
+    os.replace(tmp, path)
+
+
+def trim_metrics(path, step):
+    """Drop rows logged after the checkpoint (a kill -9 between two checkpoints leaves them):
+    the resumed run logs those steps again, so each step appears once."""
+    if path.exists():
+        rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
+        save_text_atomic("".join(r + "\n" for r in rows), path)
+
+
+class StopRequest:
+    """SIGINT and SIGTERM only set a flag; the loop reads it at a step boundary and saves there.
+
+    Why not Python's KeyboardInterrupt: (1) a child started from a non-interactive shell with `&`,
+    or by a parent that ignores SIGINT, inherits SIGINT *ignored*, and Python then installs no
+    KeyboardInterrupt handler at all: Ctrl-C would do nothing. Installing our own handler makes
+    the signal work whatever the inherited disposition. (2) An exception can land between the
+    optimizer step and `step += 1`, saving update s+1 labelled as step s; a flag read between
+    steps cannot. A second signal while the first is pending leaves at once (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
 def main(argv=None):
     args, given = parse_args(argv)
     out = Path(given.get("out", Config.out))
@@ -204,6 +244,8 @@ def main(argv=None):
         torch.set_rng_state(ckpt["rng"]["torch"])
         aug_gen.set_state(ckpt["rng"]["augment"][rank])
         say(f"resumed from {out / 'checkpoint.pt'} at step {step} (epoch {epoch})")
+        if master:
+            trim_metrics(out / "metrics.jsonl", step)
     model = torch.compile(orig_model) if cfg.compile else orig_model
     if world > 1:
         model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None)
@@ -224,10 +266,7 @@ def main(argv=None):
                      "config": dataclasses.asdict(cfg),
                      "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
 
-    def on_sigterm(signum, frame):  # a scheduler's kill behaves like Ctrl-C: save, then leave
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    stop = StopRequest()            # Ctrl-C / SIGTERM: finish the step, save it, leave
     metrics = open(out / "metrics.jsonl", "a") if master else None
     done = lambda: (cfg.max_steps and step >= cfg.max_steps) or epoch >= cfg.epochs  # noqa: E731
     bar = tqdm(total=cfg.max_steps or steps_per_epoch * cfg.epochs, initial=step, disable=not master,
@@ -255,11 +294,12 @@ def main(argv=None):
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                loss_value = loss.detach()
+                # One reduction carries the loss and the stop request: every rank agrees to stop
+                # at the same step boundary, so no rank sits in a collective the others never join.
+                reduced = torch.tensor([loss.detach().float().item(), float(stop.requested)], device=device)
                 if world > 1:
-                    dist.all_reduce(loss_value)
-                    loss_value /= world
-                loss_value = loss_value.item()
+                    dist.all_reduce(reduced)
+                loss_value, stopping = reduced[0].item() / world, reduced[1].item() > 0
                 if not math.isfinite(loss_value):
                     say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping. The last good "
                         f"checkpoint ({out / 'checkpoint.pt'}, step <= {step}) is untouched.")
@@ -276,6 +316,10 @@ def main(argv=None):
                     t_log, wait, n_clips = time.perf_counter(), 0.0, 0
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+                if stopping:                      # a whole step is done: save exactly step `step`
+                    checkpoint(out / "checkpoint.pt")
+                    say(f"\ninterrupted: saved {out / 'checkpoint.pt'} at step {step}; continue with --resume")
+                    raise SystemExit(130)
                 if step % cfg.ckpt_every == 0:
                     checkpoint(out / "checkpoint.pt")
                 if done():
@@ -288,11 +332,8 @@ def main(argv=None):
                 best_loss = epoch_loss / epoch_n
                 checkpoint(out / "best.pt")
             checkpoint(out / "checkpoint.pt")
-    except KeyboardInterrupt:
-        checkpoint(out / "checkpoint.pt")
-        say(f"\ninterrupted: saved {out / 'checkpoint.pt'} at step {step}; continue with --resume")
-        sys.exit(130)
     finally:
+        stop.restore()
         bar.close()
         if metrics:
             metrics.close()

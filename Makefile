@@ -32,7 +32,7 @@ demo: install                        ## write the built-in demo dataset (once; a
 pretrain: install demo               ## contrastive pretraining (the demo data unless DATA= is given)
 	$(PY) train.py --data $(DATA) --preset $(PRESET) --out $(OUT) $(ARGS)
 
-probe: install demo                  ## linear probe of the pretrained encoder vs a random-init one
+probe: install demo                  ## linear probe: pretrained vs random-init encoder vs MFCC features
 	$(PY) probe.py --checkpoint $(CKPT) --data $(LABELED)
 	if [ "$(LABELED)" = "$(DEMO)" ]; then \
 	  $(PY) probe.py --checkpoint $(CKPT) --data $(DEMO)/style --out $(OUT)/probe_style.json; fi

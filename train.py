@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ssl_min.augment import build_chain
+from ssl_min.checkpoint import save_atomic, write_text_atomic
 from ssl_min.data import EpochSampler, PairDataset, tracks_from
 from ssl_min.loss import NTXent
 from ssl_min.model import build_model
@@ -135,25 +136,12 @@ def get_lr(step, cfg):
     return cfg.lr
 
 
-def save_atomic(obj, path):
-    """Write then rename: a kill mid-write leaves the previous file intact."""
-    tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def save_text_atomic(text, path):
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(text)
-    os.replace(tmp, path)
-
-
 def trim_metrics(path, step):
     """Drop rows logged after the checkpoint (a kill -9 between two checkpoints leaves them):
     the resumed run logs those steps again, so each step appears once."""
     if path.exists():
         rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
-        save_text_atomic("".join(r + "\n" for r in rows), path)
+        write_text_atomic(path, "".join(r + "\n" for r in rows))
 
 
 class StopRequest:

@@ -31,6 +31,8 @@ import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset, DistributedSampler
 
+from ssl_min.checkpoint import write_text_atomic
+
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"}
 SILENCE = 1e-6          # peak below this (-120 dBFS) in every checked window: a silent file
 CHECK_WINDOWS = 3       # decoded windows per file when scanning (start, middle, end)
@@ -183,18 +185,12 @@ def scan(paths, sample_rate, cache_file=None, verbose=True):
     merged = {**cache, **fresh}      # keep entries of other subsets (e.g. the other splits)
     if cache_file and merged != cache:
         try:
-            _atomic_write_text(cache_file, json.dumps(merged))
+            write_text_atomic(cache_file, json.dumps(merged))
         except OSError as e:
             print(f"note: could not write the index cache {cache_file}: {e}")
     if verbose:
         print(report.summary(len(fresh)))
     return tracks, report
-
-
-def _atomic_write_text(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    Path(tmp).write_text(text)
-    os.replace(tmp, path)
 
 
 def scan_folder(root, sample_rate, verbose=True):
@@ -449,8 +445,7 @@ def load_class_folders(root, sample_rate, fractions=(0.7, 0.1, 0.2)):
         out[split] = LabeledSet([good[str(paths[i])] for i in keep], np.asarray([labels[i] for i in keep]),
                                 classes, "multiclass")
     if not has_splits:
-        whole = out.pop("all")
-        out = split_by_track(whole, fractions)
+        out = stratified_split(out.pop("all"), fractions)
     return out
 
 
@@ -462,13 +457,74 @@ def subset(ls, idx):
     return LabeledSet([ls.tracks[i] for i in idx], ls.targets[idx], ls.names, ls.task)
 
 
-def split_by_track(ls, fractions):
-    """Deterministic split of a LabeledSet by track (a hash of the file name) -> dict of sets."""
-    h = np.asarray([_hash01(t.path) for t in ls.tracks])
-    edges = np.cumsum((0,) + tuple(fractions))
-    names = ("train", "valid", "test")[:len(fractions)]
-    return {n: subset(ls, np.nonzero((h >= lo) & (h < hi if i < len(names) - 1 else h <= 1))[0])
-            for i, (n, lo, hi) in enumerate(zip(names, edges[:-1], edges[1:]))}
+def one_hot_as_classes(sets):
+    """Tag columns with exactly one 1 in every row (of every split) are classes written as tags
+    (the tutorial's layout writes classes that way): -> the same sets as a multi-class task."""
+    if any(ls.task != "multilabel" for ls in sets.values()):
+        return sets
+    if not all(len(ls.targets) and (ls.targets.sum(1) == 1).all() for ls in sets.values()):
+        return sets
+    return {s: LabeledSet(ls.tracks, ls.targets.argmax(1), ls.names, "multiclass") for s, ls in sets.items()}
+
+
+def _strata(ls):
+    """A stratum per track: its class, or (multi-label) its rarest tag ('' for no tag)."""
+    if ls.task == "multiclass":
+        return [str(c) for c in ls.targets]
+    freq = ls.targets.sum(0)
+    return [str(int(np.argmin(np.where(row > 0, freq, np.inf)))) if row.any() else "" for row in ls.targets]
+
+
+def _allocate(n, fractions):
+    """n tracks -> counts per split by largest remainder; then every split that can have one
+    gets one (train first, then the last split: test, then the middle), taken from the largest."""
+    raw = [f * n for f in fractions]
+    counts = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: counts[i] - raw[i])[:n - sum(counts)]:
+        counts[i] += 1
+    for i in [0, len(counts) - 1, *range(1, len(counts) - 1)]:
+        if counts[i] == 0:
+            donor = max(range(len(counts)), key=lambda j: counts[j])
+            if counts[donor] >= 2:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts
+
+
+def stratified_split(ls, fractions, names=("train", "valid", "test")):
+    """Split a LabeledSet by track, stratified: within each class (or rarest tag) the tracks are
+    ordered by a hash of their file name and cut by `fractions` (_allocate). Deterministic."""
+    strata = _strata(ls)
+    parts = {n: [] for n in names[:len(fractions)]}
+    for s in sorted(set(strata)):
+        members = sorted((i for i, x in enumerate(strata) if x == s), key=lambda i: _hash01(ls.tracks[i].path))
+        start = 0
+        for name, k in zip(parts, _allocate(len(members), fractions)):
+            parts[name] += members[start:start + k]
+            start += k
+    return {n: subset(ls, np.asarray(sorted(idx), dtype=int)) for n, idx in parts.items()}
+
+
+def carve_validation(ls, fraction=0.1):
+    """A validation split carved from the training tracks, stratified -> {"train", "valid"}."""
+    return stratified_split(ls, (1 - fraction, fraction))
+
+
+class TooSmall(ValueError):
+    """A labeled set too small to train, select and test a head: said in one line."""
+
+
+def check_sizes(sets, where):
+    """Every split must hold tracks; multi-class: every class needs a training track."""
+    sizes = {s: len(ls.tracks) for s, ls in sets.items()}
+    need = "at least 1 track in each of train, valid and test (2 per class or tag in train to carve a valid split)"
+    if any(n == 0 for n in sizes.values()) or set(sizes) != {"train", "valid", "test"}:
+        raise TooSmall(f"{where}: too few tracks to probe, splits {sizes}; need {need}")
+    tr = sets["train"]
+    if tr.task == "multiclass":
+        missing = [tr.names[c] for c in range(len(tr.names)) if not (tr.targets == c).any()]
+        if missing:
+            raise TooSmall(f"{where}: no training track for class(es) {missing}, splits {sizes}; need {need}")
 
 
 def _same_names(sets):
@@ -500,9 +556,9 @@ def load_labeled(root, sample_rate, mtt_split_dir=None):
         sets = {s: load_tutorial_split(root, s, sample_rate) for s in ("train", "valid", "test")}
         if sets["test"] is None:
             raise ValueError(f"{root}/test/annotations.csv is missing")
-        return _same_names({s: v for s, v in sets.items() if v is not None})
+        return one_hot_as_classes(_same_names({s: v for s, v in sets.items() if v is not None}))
     if (root / "annotations.csv").exists():
         header, rows = _read_csv(root / "annotations.csv")
-        return split_by_track(_labeled_from_rows(header, rows, root, sample_rate, root / "annotations.csv"),
-                              (0.7, 0.1, 0.2))
+        return stratified_split(one_hot_as_classes({"all": _labeled_from_rows(
+            header, rows, root, sample_rate, root / "annotations.csv")})["all"], (0.7, 0.1, 0.2))
     return load_class_folders(root, sample_rate)

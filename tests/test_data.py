@@ -160,11 +160,11 @@ def test_tutorial_layout_multilabel_with_missing_files_and_bad_rows(tmp_path, ca
         write(root / split / "audio" / "x.wav", 2, SR)
         write(root / split / "audio" / "y.wav", 2, SR, seed=2)
         (root / split / "annotations.csv").write_text(
-            "mp3_path,guitar,piano\naudio/x.wav,1,0\naudio/y.wav,0,1\naudio/missing.wav,1,1\naudio/x.wav,2,oops\n")
+            "mp3_path,guitar,piano\naudio/x.wav,1,0\naudio/y.wav,1,1\naudio/missing.wav,1,1\naudio/x.wav,2,oops\n")
     sets = D.load_labeled(root, SR)
     assert set(sets) == {"train", "test"}
     assert sets["train"].names == ["guitar", "piano"] and sets["train"].task == "multilabel"
-    assert sets["train"].targets.tolist() == [[1, 0], [0, 1]]
+    assert sets["train"].targets.tolist() == [[1, 0], [1, 1]]
     out = capsys.readouterr().out
     assert "missing file" in out and "malformed row" in out
 

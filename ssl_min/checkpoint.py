@@ -1,0 +1,30 @@
+"""Files that a kill can never leave half-written: write to a temporary name, then rename.
+
+`os.replace` is atomic on POSIX and Windows, so a reader sees the old file or the new one, never
+a mix. This is the one place the project writes files that must survive a crash: checkpoints,
+the index cache, cached embeddings, trimmed metrics, results.
+"""
+import os
+from pathlib import Path
+
+import torch
+
+
+def atomic_write(path, write):
+    """write(tmp_path) fills a temporary file next to `path`; then it replaces `path` at once."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_atomic(obj, path):
+    """torch.save, atomically (a plain dict of tensors and numbers loads with weights_only=True)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_text_atomic(path, text):
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -25,11 +25,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ssl_min.checkpoint import write_text_atomic
-from ssl_min.data import TooSmall, carve_validation, check_sizes, load_labeled
+from ssl_min.labeled import TooSmall, carve_validation, check_sizes, load_labeled
 from ssl_min.extract import cached_extract, recalibrate_batchnorm
 from ssl_min.linear_probe import metrics, select_head, standardise, track_scores
 from ssl_min.mfcc import MFCCStats

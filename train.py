@@ -29,7 +29,9 @@ from tqdm import tqdm
 
 from ssl_min.augment import build_chain
 from ssl_min.checkpoint import save_atomic, write_text_atomic
-from ssl_min.data import EpochSampler, PairDataset, tracks_from
+from ssl_min.audio import is_cache, scan_folder, tracks_from
+from ssl_min.pairs import PairDataset, StreamSampler
+from ssl_min.prepare import ensure_cache, needs_cache
 from ssl_min.loss import NTXent
 from ssl_min.model import build_model
 
@@ -58,7 +60,7 @@ class Config:
     warmup_steps: int = F(0, "linear warm-up steps (CLMR: none)")
     schedule: str = F("constant", "'constant' (CLMR) or 'cosine' decay to 0 at max_steps", ["constant", "cosine"])
     temperature: float = F(0.5, "NT-Xent temperature tau (CLMR: 0.5; lower is sharper, 0.1 for large batches)")
-    epochs: int = F(10000, "stop after this many passes over the tracks")
+    epochs: int = F(10000, "stop after this many epochs (an epoch: as many pairs as the data has non-overlapping chunks)")
     max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by schedule=cosine")
     # augmentations: probability of each effect per chunk (the chain of torchaudio-augmentations)
     p_polarity: float = F(0.8, "P(polarity inversion)")
@@ -69,6 +71,7 @@ class Config:
     p_filter: float = F(0.8, "P(high- or low-pass, a coin flip)")
     p_delay: float = F(0.3, "P(delay 200..500 ms)")
     p_reverb: float = F(0.6, "P(sox-style reverb)")
+    cache: str = F("auto", "'auto': a folder of compressed files (or files at another rate) is decoded once into FOLDER/.ssl_min_cache/<rate>hz, rebuilt when a file changes; 'off': decode at every read; or a cache folder to build/reuse")
     augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
     # machinery
     num_workers: int = F(2, "DataLoader worker processes (persistent); 0 reads in the main process")
@@ -88,6 +91,10 @@ PRESETS = {
     "demo": dict(sample_rate=8000, n_blocks=7, width=0.25, batch_size=128, lr=2e-3, warmup_steps=20,
                  schedule="cosine", max_steps=400, temperature=0.2, p_reverb=0.3, num_workers=1,
                  ckpt_every=100),
+    # Real music on a 2-core CPU in at most 20 minutes (bench/real_music.py; README, "Real music").
+    "cpu": dict(sample_rate=8000, n_blocks=7, width=0.25, pool="mean", chunk_samples=6561, batch_size=96,
+                lr=2e-3, warmup_steps=30, schedule="cosine", max_steps=1200, temperature=0.2, p_reverb=0.3,
+                num_workers=1, ckpt_every=100),
 }
 RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile"}
 
@@ -184,6 +191,9 @@ def main(argv=None):
             raise SystemExit(f"--resume keeps the run's config; cannot change {sorted(changed)}")
         for k in RESUME_MAY_CHANGE & set(given):
             setattr(cfg, k, given[k])
+        if "device" not in given:               # the machine may have changed: resolve it again
+            cfg.device = "auto"
+        cfg = resolve(cfg)
     else:
         cfg = resolve(Config(**{**PRESETS[args.preset], **given}))
 
@@ -203,18 +213,19 @@ def main(argv=None):
     say(f"config ({'resumed' if ckpt else 'preset ' + args.preset}, {world} process(es)):\n"
         + json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    # ---- data: pairs of chunks; augmentations on the device or in the workers
+    # ---- data: an endless stream of pairs; augmentations on the device or in the workers
     torch.manual_seed(cfg.seed)
     chain = build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr,
                         cfg.p_gain, cfg.p_filter, cfg.p_delay, cfg.p_reverb)
-    tracks = tracks_from(cfg.data, cfg.sample_rate, verbose=master)
-    dataset = PairDataset(tracks, cfg.chunk_samples, seed=cfg.seed, verbose=master,
+    dataset = PairDataset(training_tracks(cfg, master, world), cfg.chunk_samples, seed=cfg.seed, verbose=master,
                           transform=chain if cfg.augment_on == "workers" else None)
-    sampler = EpochSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
+    if len(dataset.tracks) < 2:
+        raise SystemExit(f"{cfg.data}: {len(dataset.tracks)} usable track(s); contrastive learning needs at least 2 "
+                         "(the other tracks are the negatives)")
+    global_batch = cfg.batch_size * world
+    steps_per_epoch = max(1, len(dataset) // global_batch)     # an epoch: the data's chunks, once
+    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     aug_gen = torch.Generator(device).manual_seed(cfg.seed * 1000 + rank)
-    steps_per_epoch = len(loader)
 
     # ---- model, optimizer, precision
     orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(device)
@@ -223,23 +234,38 @@ def main(argv=None):
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     criterion = NTXent(cfg.temperature)
-    step, epoch, best_loss = 0, 0, float("inf")
+    step, best_loss, epoch_loss = 0, float("inf"), 0.0
     if ckpt:
+        if ckpt.get("world", 1) != world:
+            raise SystemExit(f"--resume: the run used {ckpt.get('world', 1)} process(es), this is {world}; "
+                             "the stream of pairs (and the batch) would differ. Resume with the same count.")
         orig_model.load_state_dict(ckpt["model"])               # strict: every key must match
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
-        step, epoch, best_loss = ckpt["step"], ckpt["epoch"], ckpt["best_loss"]
+        step, best_loss, epoch_loss = ckpt["step"], ckpt["best_loss"], ckpt["epoch_loss"]
         torch.set_rng_state(ckpt["rng"]["torch"])
-        aug_gen.set_state(ckpt["rng"]["augment"][rank])
-        say(f"resumed from {out / 'checkpoint.pt'} at step {step} (epoch {epoch})")
+        state = ckpt["rng"]["augment"][rank]
+        if state.numel() == aug_gen.get_state().numel():
+            aug_gen.set_state(state)
+        else:                                   # a CUDA generator's state on a CPU run, or back
+            aug_gen.manual_seed(cfg.seed * 1000 + rank + 7919 * step)
+            say("note: resumed on another device type: the augmentation stream is reseeded (not bit-exact)")
+        say(f"resumed from {out / 'checkpoint.pt'} at step {step}")
         if master:
             trim_metrics(out / "metrics.jsonl", step)
     model = torch.compile(orig_model) if cfg.compile else orig_model
     if world > 1:
         model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None)
     n_params = sum(p.numel() for p in orig_model.encoder.parameters())
-    say(f"{len(dataset)} tracks, {steps_per_epoch} steps/epoch; encoder {n_params:,} parameters; "
-        f"{cfg.precision} on {device}")
+    say(f"{len(dataset.tracks)} tracks, {len(dataset)} chunks: an epoch is {steps_per_epoch} steps of "
+        f"{global_batch} pairs; encoder {n_params:,} parameters; {cfg.precision} on {device}")
+    if len(dataset.tracks) < global_batch:
+        say(f"note: {len(dataset.tracks)} tracks < batch {global_batch}: tracks repeat within a batch, and "
+            "pairs of the same track are masked out of each other's negatives")
+
+    # One DataLoader iterator for the whole run: workers prefetch straight across epoch ends.
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=StreamSampler(cfg.batch_size, step, rank, world),
+                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
 
     def checkpoint(path):
         """Called on every process (the augmentation streams are gathered); rank 0 writes."""
@@ -250,85 +276,108 @@ def main(argv=None):
         if not master:
             return
         save_atomic({"model": orig_model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scaler": scaler.state_dict(), "step": step, "epoch": epoch, "best_loss": best_loss,
+                     "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
+                     "best_loss": best_loss, "epoch_loss": epoch_loss, "world": world,
                      "config": dataclasses.asdict(cfg),
                      "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
 
     stop = StopRequest()            # Ctrl-C / SIGTERM: finish the step, save it, leave
     metrics = open(out / "metrics.jsonl", "a") if master else None
-    done = lambda: (cfg.max_steps and step >= cfg.max_steps) or epoch >= cfg.epochs  # noqa: E731
-    bar = tqdm(total=cfg.max_steps or steps_per_epoch * cfg.epochs, initial=step, disable=not master,
+    bar = tqdm(total=total_steps, initial=step, disable=not master, unit="step",
                dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30)
     model.train()
     try:
-        while not done():
-            sampler.set_epoch(epoch)
-            sampler.skip = (step - epoch * steps_per_epoch) * cfg.batch_size  # mid-epoch resume
-            epoch_loss, epoch_n = 0.0, 0
-            t_log, wait, n_clips = time.perf_counter(), 0.0, 0
+        t_log, wait, n_clips = time.perf_counter(), 0.0, 0
+        t0 = time.perf_counter()
+        for x1, x2, ids in loader:
+            if step >= total_steps:
+                break
+            wait += time.perf_counter() - t0
+            x = torch.cat([x1, x2]).to(device, non_blocking=True)          # (2N, 1, T): views stacked
+            if cfg.augment_on == "device":
+                x = chain(x, generator=aug_gen)
+            lr = get_lr(step, cfg)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            with ctx:
+                z = model(x)                                               # (2N, proj_dim)
+                loss = criterion(*z.chunk(2), ids=ids.to(device))          # views 1 vs views 2
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # One reduction carries the loss and the stop request: every rank agrees to stop
+            # at the same step boundary, so no rank sits in a collective the others never join.
+            reduced = torch.tensor([loss.detach().float().item(), float(stop.requested)], device=device)
+            if world > 1:
+                dist.all_reduce(reduced)
+            loss_value, stopping = reduced[0].item() / world, reduced[1].item() > 0
+            if not math.isfinite(loss_value):
+                say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping. The last good "
+                    f"checkpoint ({out / 'checkpoint.pt'}, step <= {step}) is untouched.")
+                raise SystemExit(2)
+            step += 1
+            n_clips += x.shape[0] * world
+            epoch_loss += loss_value
+            if master and step % cfg.log_every == 0:
+                dt = time.perf_counter() - t_log
+                row = {"step": step, "epoch": (step - 1) // steps_per_epoch, "loss": loss_value, "lr": lr,
+                       "clips_per_s": n_clips / dt, "data_wait": wait / dt}
+                metrics.write(json.dumps(row) + "\n")
+                metrics.flush()
+                t_log, wait, n_clips = time.perf_counter(), 0.0, 0
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
+            if step % steps_per_epoch == 0:         # a whole epoch: best.pt compares whole epochs only
+                if epoch_loss / steps_per_epoch < best_loss:
+                    best_loss = epoch_loss / steps_per_epoch
+                    checkpoint(out / "best.pt")
+                epoch_loss = 0.0
+            if stopping:                          # a whole step is done: save exactly step `step`
+                checkpoint(out / "checkpoint.pt")
+                say(f"\ninterrupted: saved {out / 'checkpoint.pt'} at step {step}; continue with --resume")
+                raise SystemExit(130)
+            if step % cfg.ckpt_every == 0 or step % steps_per_epoch == 0 or step == total_steps:
+                checkpoint(out / "checkpoint.pt")
+            if step >= total_steps:
+                break
             t0 = time.perf_counter()
-            for x1, x2 in loader:
-                wait += time.perf_counter() - t0
-                x = torch.cat([x1, x2]).to(device, non_blocking=True)      # (2N, 1, T): views stacked
-                if cfg.augment_on == "device":
-                    x = chain(x, generator=aug_gen)
-                lr = get_lr(step, cfg)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                with ctx:
-                    z = model(x)                                           # (2N, proj_dim)
-                    loss = criterion(*z.chunk(2))                          # views 1 vs views 2
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                # One reduction carries the loss and the stop request: every rank agrees to stop
-                # at the same step boundary, so no rank sits in a collective the others never join.
-                reduced = torch.tensor([loss.detach().float().item(), float(stop.requested)], device=device)
-                if world > 1:
-                    dist.all_reduce(reduced)
-                loss_value, stopping = reduced[0].item() / world, reduced[1].item() > 0
-                if not math.isfinite(loss_value):
-                    say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping. The last good "
-                        f"checkpoint ({out / 'checkpoint.pt'}, step <= {step}) is untouched.")
-                    raise SystemExit(2)
-                step += 1
-                n_clips += x.shape[0] * world
-                epoch_loss, epoch_n = epoch_loss + loss_value, epoch_n + 1
-                if master and step % cfg.log_every == 0:
-                    dt = time.perf_counter() - t_log
-                    row = {"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
-                           "clips_per_s": n_clips / dt, "data_wait": wait / dt}
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
-                    t_log, wait, n_clips = time.perf_counter(), 0.0, 0
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", refresh=False)
-                if stopping:                      # a whole step is done: save exactly step `step`
-                    checkpoint(out / "checkpoint.pt")
-                    say(f"\ninterrupted: saved {out / 'checkpoint.pt'} at step {step}; continue with --resume")
-                    raise SystemExit(130)
-                if step % cfg.ckpt_every == 0:
-                    checkpoint(out / "checkpoint.pt")
-                if done():
-                    break
-                t0 = time.perf_counter()
-            else:
-                epoch += 1
-            # best.pt: the lowest mean loss over an epoch (or over the last, partial one).
-            if epoch_n and epoch_loss / epoch_n < best_loss:
-                best_loss = epoch_loss / epoch_n
-                checkpoint(out / "best.pt")
-            checkpoint(out / "checkpoint.pt")
     finally:
         stop.restore()
         bar.close()
         if metrics:
             metrics.close()
         if world > 1 and dist.is_initialized():
+            if sys.exc_info()[0] is None:
+                dist.barrier()         # leave together: a peer closing its socket first can abort gloo
             dist.destroy_process_group()
-    say(f"done: {step} steps, {epoch} epochs; last {out / 'checkpoint.pt'}, best {out / 'best.pt'} "
-        f"(epoch-mean loss {best_loss:.4f})")
+    best = (f"best {out / 'best.pt'} (epoch-mean loss {best_loss:.4f})" if math.isfinite(best_loss) else
+            f"no best.pt: the run was shorter than one epoch ({steps_per_epoch} steps)")
+    say(f"done: {step} steps ({step / steps_per_epoch:.1f} epochs); last {out / 'checkpoint.pt'}, {best}")
+
+
+def training_tracks(cfg, master, world):
+    """The tracks to pretrain on: a cache folder as it is; a folder of audio scanned, and, with
+    cache=auto, decoded once into a cache when its files are compressed or at another rate."""
+    if is_cache(cfg.data):
+        return tracks_from(cfg.data, cfg.sample_rate, verbose=master)
+    if cfg.cache == "off":
+        return scan_folder(cfg.data, cfg.sample_rate, verbose=master)[0]
+    cache_dir = None if cfg.cache == "auto" else cfg.cache
+    if master:                                  # one process scans and decodes; the others wait
+        tracks, report = scan_folder(cfg.data, cfg.sample_rate, verbose=True)
+        if cfg.cache == "auto" and not needs_cache(tracks, cfg.sample_rate):
+            print("files are uncompressed and at the model's rate: read directly, no cache needed")
+            cache_dir = ""
+        else:
+            cache_dir = str(ensure_cache(tracks, cfg.data, cfg.sample_rate, cache_dir, skipped=report.skipped))
+    if world > 1:
+        box = [cache_dir]
+        dist.broadcast_object_list(box, src=0)
+        cache_dir = box[0]
+    if cache_dir == "":
+        return scan_folder(cfg.data, cfg.sample_rate, verbose=False)[0]
+    return tracks_from(cache_dir, cfg.sample_rate, verbose=master)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_min.checkpoint import save_atomic
-from ssl_min.data import track_chunks
+from ssl_min.audio import track_chunks
 
 
 class _TrackChunks(Dataset):

@@ -56,7 +56,9 @@ class NTXent(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, ids: torch.Tensor = None) -> torch.Tensor:
+        """ids: (N,) optional track index of each pair. Two pairs of the same track (a short folder,
+        a long track drawn twice) are not each other's negatives: those logits are masked."""
         if z1.shape != z2.shape or z1.dim() != 2:
             raise ValueError(f"z1 and z2 must both be (N, D), got {tuple(z1.shape)}, {tuple(z2.shape)}")
         # Under bf16/fp16 autocast, exp(s / 0.1) and the log-sum-exp need float32.
@@ -76,4 +78,9 @@ class NTXent(nn.Module):
             pos_idx = torch.cat([i + world_n, i])
             rows = torch.arange(2 * n, device=z1.device)
             logits[rows, self_idx] = float("-inf")                    # an anchor is not its own negative
+            if ids is not None:
+                all_ids = gather_with_grad(ids)                           # (kN,), no gradient flows
+                same = ids.repeat(2)[:, None] == all_ids.repeat(2)[None, :]   # (2N, 2kN)
+                same[rows, pos_idx] = False                               # the positive stays
+                logits = logits.masked_fill(same, float("-inf"))
             return F.cross_entropy(logits, pos_idx)

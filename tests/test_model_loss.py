@@ -37,19 +37,39 @@ def test_small_configurations(n_blocks, width, pool, T, dim):
     assert model.encoder.input_samples == 3 ** (n_blocks + 1)
 
 
-def naive_ntxent(z1, z2, tau):
-    """SimCLR's definition, one anchor at a time."""
+def naive_ntxent(z1, z2, tau, ids=None):
+    """SimCLR's definition, one anchor at a time; with ids, other chunks of the anchor's own track
+    are left out of its denominator (they are not negatives)."""
     z = torch.cat([z1, z2])
     z = z / z.norm(dim=1, keepdim=True)
     n2 = z.shape[0]
     n = n2 // 2
+    track = None if ids is None else list(ids) * 2
     total = 0.0
     for a in range(n2):
         p = (a + n) % n2
         num = torch.exp(z[a] @ z[p] / tau)
-        den = sum(torch.exp(z[a] @ z[b] / tau) for b in range(n2) if b != a)
+        den = sum(torch.exp(z[a] @ z[b] / tau) for b in range(n2)
+                  if b != a and (b == p or track is None or track[b] != track[a]))
         total = total - torch.log(num / den)
     return total / n2
+
+
+def test_pairs_of_one_track_are_not_each_others_negatives():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(6, 16, generator=g, dtype=torch.float64), torch.randn(6, 16, generator=g, dtype=torch.float64)
+    ids = torch.tensor([0, 1, 0, 2, 1, 0])                  # track 0 three times, track 1 twice
+    a1, b1 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    a2, b2 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    ours, ref = NTXent(0.2)(a1, b1, ids=ids), naive_ntxent(a2, b2, 0.2, ids.tolist())
+    ours.backward(), ref.backward()
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a1.grad, a2.grad, rtol=1e-4, atol=1e-5)
+    # The mask matters: without it the loss differs; with all ids distinct it is plain NT-Xent.
+    assert abs(NTXent(0.2)(a, b).item() - ours.item()) > 1e-3
+    assert NTXent(0.2)(a, b, ids=torch.arange(6)).item() == pytest.approx(NTXent(0.2)(a, b).item())
+    # One track only: every other chunk is masked, the positive is the only candidate: loss 0.
+    assert NTXent(0.2)(a, b, ids=torch.zeros(6, dtype=torch.long)).item() == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 8])
@@ -116,6 +136,7 @@ def _dist_worker(rank, world, port, x1, x2, state, out_dir):
     if rank == 0:
         torch.save({"loss": mean_loss, "grad_w": model.weight.grad, "grad_b": model.bias.grad},
                    os.path.join(out_dir, "dist.pt"))
+    dist.barrier()                 # leave together: a peer closing its socket first can abort gloo
     dist.destroy_process_group()
 
 

@@ -15,7 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 import probe
 import train
 from conftest import SR, TINY
-from ssl_min.data import LabeledSet, carve_validation, load_labeled, stratified_split
+from ssl_min.labeled import LabeledSet, carve_validation, load_labeled, stratified_split
 from ssl_min.linear_probe import fit_logistic, metrics, select_head, standardise, track_scores
 from ssl_min.mfcc import MFCCStats, mfcc_settings
 
@@ -48,7 +48,7 @@ def tutorial_layout(root, n_per_split, splits=("train", "test"), one_hot=False):
 @pytest.fixture
 def checkpoint(audio_dir, tmp_path):
     run = tmp_path / "run"
-    train.main(["--data", str(audio_dir), "--out", str(run), *TINY, "--max_steps", "2"])
+    train.main(["--data", str(audio_dir), "--out", str(run), *TINY, "--max_steps", "10"])   # one epoch: best.pt too
     return run / "checkpoint.pt"
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import train
-from conftest import TINY
+from conftest import TINY, write_tracks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_two_steps_write_config_metrics_and_loadable_checkpoints(audio_dir, tmp_
     assert ckpt["step"] == 2 and set(ckpt) >= {"model", "optimizer", "scaler", "step", "epoch", "config", "rng"}
     assert json.loads((out / "config.json").read_text()) == ckpt["config"]
     assert ckpt["config"]["precision"] in ("bf16", "fp32") and ckpt["config"]["max_steps"] == 2
-    assert (out / "best.pt").exists()
+    assert not (out / "best.pt").exists()                       # 2 steps < one epoch (10 steps): no best
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert set(rows[0]) == {"step", "epoch", "loss", "lr", "clips_per_s", "data_wait"}
@@ -49,6 +49,39 @@ def test_resume_gives_the_same_loss_curve(audio_dir, tmp_path):
     assert a == pytest.approx(b, rel=1e-6, abs=1e-7)
 
 
+def test_best_pt_compares_whole_epochs_and_batches_never_shrink(audio_dir, tmp_path):
+    # 10 tracks, 40 chunks, batch 4: an epoch is 10 steps. 25 steps: two whole epochs, half a third.
+    out = tmp_path / "epochs"
+    run(audio_dir, out, "--max_steps", "25", "--precision", "fp32")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    means = [sum(r["loss"] for r in rows if r["epoch"] == e) / 10 for e in (0, 1)]
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert best["best_loss"] == pytest.approx(min(means)) and best["step"] == 10 * (1 + means.index(min(means)))
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 25
+
+
+def test_fewer_tracks_than_the_batch_trains_says_so_and_masks_own_track_negatives(tmp_path, monkeypatch, capsys):
+    write_tracks(tmp_path / "three", 3)
+    seen = []
+    real = train.NTXent.forward
+
+    def spy(self, z1, z2, ids=None):
+        seen.append(ids.clone())
+        return real(self, z1, z2, ids=ids)
+
+    monkeypatch.setattr(train.NTXent, "forward", spy)
+    run(tmp_path / "three", tmp_path / "run", "--batch_size", "8", "--max_steps", "3")
+    assert "3 tracks < batch 8" in capsys.readouterr().out
+    assert [len(ids) for ids in seen] == [8, 8, 8]                 # the batch never shrinks
+    assert all(set(ids.tolist()) <= {0, 1, 2} and len(set(ids.tolist())) < 8 for ids in seen)
+
+
+def test_a_folder_with_one_track_is_refused(tmp_path):
+    write_tracks(tmp_path / "one", 1)
+    with pytest.raises(SystemExit, match="at least 2"):
+        run(tmp_path / "one", tmp_path / "run", "--max_steps", "1")
+
+
 def test_resume_refuses_to_change_the_run(audio_dir, tmp_path):
     run(audio_dir, tmp_path / "r", "--max_steps", "1")
     with pytest.raises(SystemExit, match="lr"):
@@ -60,9 +93,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(audio_dir, tmp
     calls = {"n": 0}
     real = train.NTXent.forward
 
-    def poisoned(self, z1, z2):
+    def poisoned(self, z1, z2, ids=None):
         calls["n"] += 1
-        return real(self, z1, z2) * (float("nan") if calls["n"] == 3 else 1.0)
+        return real(self, z1, z2, ids) * (float("nan") if calls["n"] == 3 else 1.0)
 
     monkeypatch.setattr(train.NTXent, "forward", poisoned)
     with pytest.raises(SystemExit) as exit_info:
@@ -136,11 +169,11 @@ sys.path.insert(0, {root!r})
 import train
 calls = {{"n": 0}}
 real = train.NTXent.forward
-def forward(self, z1, z2):
+def forward(self, z1, z2, ids=None):
     calls["n"] += 1
     if calls["n"] == {at}:
         os.kill(os.getpid(), {sig})
-    return real(self, z1, z2)
+    return real(self, z1, z2, ids)
 train.NTXent.forward = forward
 train.main({argv!r})
 """

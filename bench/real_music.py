@@ -1,0 +1,162 @@
+"""Real-music benchmark: soundtrack identification from Debian's game-soundtrack packages.
+
+    python bench/real_music.py                       # make bench-music: build, pretrain (--preset cpu), probe
+    python bench/real_music.py --only_data           # just build the folders
+
+1. `apt-get download` each package (cached under WORK/debs) and `dpkg -x` it; ufoai's music comes
+   in a .pk3 (a zip). Audio files of at least a minute are tracks; one class per package with at
+   least 8 such tracks.
+2. Split by track, per class, deterministically (a hash of the file name): half the tracks form
+   the unlabeled pool (the compressed files as they are, hard-linked into WORK/pool), the other
+   half the labeled set, itself train / valid / test by track (50 / 25 / 25, at least one each).
+   Each labeled track gives up to 4 non-overlapping 30-s clips from its middle, written as 22050 Hz
+   mono wav under WORK/labeled/<split>/<class>/, so no track is in two splits.
+3. `train.py --data WORK/pool --preset cpu` (the decode-once cache is built on first use), then
+   `probe.py` on WORK/labeled: the pretrained, random-init and MFCC rows, one protocol.
+Every figure printed comes from this run; wall-clock times include the cache build.
+"""
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ["wesnoth-1.16-music", "ufoai-music", "hyperrogue-music", "colobot-common-sounds", "fillets-ng-data",
+            "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "asc-music", "boswars-data", "fb-music-high"]
+EXTENSIONS = {".ogg", ".mp3", ".flac", ".wav"}
+MIN_SECONDS, MIN_TRACKS, CLIP_SECONDS, CLIPS_PER_TRACK, CLIP_RATE = 60.0, 8, 30.0, 4, 22050
+
+
+def fetch(package, work):
+    """The package's files, extracted under work/x/<package> (downloaded once)."""
+    debs, x = work / "debs", work / "x" / package
+    if not x.exists():
+        debs.mkdir(parents=True, exist_ok=True)
+        if not list(debs.glob(f"{package}_*.deb")):
+            subprocess.run(["apt-get", "download", package], cwd=debs, check=True, capture_output=True)
+        x.mkdir(parents=True)
+        subprocess.run(["dpkg", "-x", str(next(debs.glob(f"{package}_*.deb"))), str(x)], check=True)
+        for pk3 in x.rglob("*.pk3"):
+            zipfile.ZipFile(pk3).extractall(pk3.parent / (pk3.stem + "_pk3"))
+    return x
+
+
+def tracks_of(folder):
+    """Audio files of at least MIN_SECONDS -> [(path, seconds)], sorted by path."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in EXTENSIONS and p.is_file():
+            try:
+                info = sf.info(str(p))
+            except Exception:
+                continue
+            if info.duration >= MIN_SECONDS:
+                out.append((p, info.duration))
+    return out
+
+
+def h01(name):
+    return int(hashlib.md5(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def build(work):
+    """-> (pool folder, labeled folder, summary dict)."""
+    pool, labeled = work / "pool", work / "labeled"
+    summary = {}
+    if (work / "summary.json").exists():
+        return pool, labeled, json.loads((work / "summary.json").read_text())
+    for package in PACKAGES:
+        tracks = tracks_of(fetch(package, work))
+        if len(tracks) < MIN_TRACKS:
+            print(f"{package}: {len(tracks)} tracks of >= {MIN_SECONDS:.0f} s, fewer than {MIN_TRACKS}: not a class")
+            continue
+        tracks.sort(key=lambda t: h01(t[0].name))
+        n_pool = len(tracks) // 2
+        rest = tracks[n_pool:]
+        n_valid = n_test = max(1, len(rest) // 4)
+        parts = {"pool": tracks[:n_pool], "test": rest[:n_test], "valid": rest[n_test:n_test + n_valid],
+                 "train": rest[n_test + n_valid:]}
+        for split, items in parts.items():
+            for path, seconds in items:
+                name = f"{package}__{path.stem}"
+                if split == "pool":
+                    dst = pool / package / f"{name}{path.suffix}"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    if not dst.exists():
+                        try:
+                            os.link(path, dst)
+                        except OSError:
+                            dst.write_bytes(path.read_bytes())
+                    continue
+                x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+                x = x.mean(1)
+                x = AF.resample(torch.from_numpy(x), rate, CLIP_RATE).numpy()
+                n = int(CLIP_SECONDS * CLIP_RATE)
+                k = min(CLIPS_PER_TRACK, len(x) // n)
+                start = (len(x) - k * n) // 2
+                for j in range(k):
+                    dst = labeled / split / package / f"{name}_{j}.wav"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(dst, x[start + j * n:start + (j + 1) * n], CLIP_RATE)
+        summary[package] = {s: len(v) for s, v in parts.items()} | {
+            "pool_hours": round(sum(s for _, s in parts["pool"]) / 3600, 2)}
+        print(f"{package}: {summary[package]}")
+    (work / "summary.json").write_text(json.dumps(summary, indent=1))
+    return pool, labeled, summary
+
+
+def run(cmd, log):
+    """Run a command with its output in a log file; -> seconds. Fails loudly with the log's tail."""
+    t0 = time.time()
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({rc}):\n{Path(log).read_text()[-3000:]}")
+    return time.time() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="data/real_music", help="where packages, folders and the run go")
+    ap.add_argument("--preset", default="cpu", help="train.py preset")
+    ap.add_argument("--out", default=None, help="run folder (default WORK/runs/<preset>)")
+    ap.add_argument("--train_args", default="", help="extra train.py flags, e.g. '--max_steps 200'")
+    ap.add_argument("--only_data", action="store_true", help="build the folders and stop")
+    args = ap.parse_args()
+    work = Path(args.work).resolve()
+    pool, labeled, summary = build(work)
+    hours = sum(v["pool_hours"] for v in summary.values())
+    n_pool = sum(v["pool"] for v in summary.values())
+    print(f"{len(summary)} classes; pool {n_pool} tracks, {hours:.1f} h; labeled tracks "
+          + ", ".join(f"{s} {sum(v[s] for v in summary.values())}" for s in ("train", "valid", "test")))
+    if args.only_data:
+        return
+    out = Path(args.out or work / "runs" / args.preset)
+    t_train = run([sys.executable, "train.py", "--data", str(pool), "--preset", args.preset, "--out", str(out),
+                   *args.train_args.split()], out.parent / f"{out.name}_train.log")
+    t_probe = run([sys.executable, "probe.py", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(labeled)],
+                  out.parent / f"{out.name}_probe.log")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    wait = np.mean([r["data_wait"] for r in rows[1:]]) if len(rows) > 1 else float("nan")
+    report = json.loads((out / "probe_checkpoint.json").read_text())
+    print(f"\npretraining: {t_train / 60:.1f} min wall-clock (cache build included), {rows[-1]['step']} steps, "
+          f"mean data wait {100 * wait:.1f} % of step time; probe {t_probe / 60:.1f} min")
+    print(f"test set ({report['tracks']['test']} clips, {len(report['names'])} soundtracks):\n")
+    print("| encoder | accuracy | macro F1 | macro ROC-AUC | macro PR-AUC | head L2 |\n| --- | --- | --- | --- | --- | --- |")
+    for name, r in report["results"].items():
+        print(f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['roc_auc']:.3f} | {r['pr_auc']:.3f} "
+              f"| {r['head']['l2']:g} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ OUT      ?= runs/$(PRESET)
 ARGS     ?=
 CKPT     ?= $(OUT)/checkpoint.pt
 
-.PHONY: install test test-repeat pretrain probe bench demo clean
+.PHONY: install test test-repeat pretrain probe embed bench bench-music demo clean
 
 install: .venv/.installed            ## virtual env + pinned requirements (reused when present)
 .venv/.installed: requirements.txt
@@ -29,13 +29,21 @@ test-repeat: install                 ## the suite N times in a row (default 5), 
 demo: install                        ## write the built-in demo dataset (once; a no-op afterwards)
 	$(PY) -m ssl_min.demo $(DEMO)
 
-pretrain: install demo               ## contrastive pretraining (the demo data unless DATA= is given)
+# The demo data is generated only when it is what we train on.
+pretrain: install $(if $(filter $(DEMO)/unlabeled,$(DATA)),demo)   ## contrastive pretraining (the demo data unless DATA= is given)
 	$(PY) train.py --data $(DATA) --preset $(PRESET) --out $(OUT) $(ARGS)
 
-probe: install demo                  ## linear probe: pretrained vs random-init encoder vs MFCC features
+probe: install $(if $(filter $(DEMO),$(LABELED)),demo)                  ## linear probe: pretrained vs random-init encoder vs MFCC features
 	$(PY) probe.py --checkpoint $(CKPT) --data $(LABELED)
 	if [ "$(LABELED)" = "$(DEMO)" ]; then \
 	  $(PY) probe.py --checkpoint $(CKPT) --data $(DEMO)/style --out $(OUT)/probe_style.json; fi
+
+EMB      ?= $(OUT)/embeddings_export
+embed: install                       ## one .npy per audio file of DATA (the track embedding), plus index.csv
+	$(PY) -m ssl_min.embed --checkpoint $(CKPT) --data $(DATA) --out $(EMB) $(ARGS)
+
+bench-music: install                 ## real music: Debian soundtracks, --preset cpu, probe vs random init and MFCC
+	$(PY) bench/real_music.py
 
 bench: install                       ## speed figures: augmentations, data loading, training
 	$(PY) bench/augment.py

@@ -9,7 +9,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssl_min.augment import Reverb, build_chain  # noqa: E402
+from ssl_min.augment import PitchShift, Reverb, build_chain  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--device", default="cpu", help="where the batch lives")
@@ -51,3 +51,9 @@ print(f"speed-up from batching      : {looped / batched:8.2f}x")
 reverb = Reverb(sr)
 rb = timed(lambda: reverb(x))
 print(f"Reverb alone (p=1), batched : {audio_seconds / rb:8.1f} s of audio / s")
+pitch = PitchShift(T, sr)
+ps = timed(lambda: pitch(x))
+print(f"PitchShift alone (p=1)      : {audio_seconds / ps:8.1f} s of audio / s  ({ps * 1000:.0f} ms per batch)")
+clmr = build_chain(sr, p_pitch=0.6, n_samples=T)                 # CLMR's chain, its pitch shift included
+cl = timed(lambda: clmr(x))
+print(f"CLMR chain (pitch 0.6)      : {audio_seconds / cl:8.1f} s of audio / s  ({cl * 1000:.0f} ms per batch)")

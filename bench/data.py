@@ -21,11 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssl_min.data import EpochSampler, PairDataset, scan_folder, tracks_from  # noqa: E402
+from ssl_min.audio import scan_folder, tracks_from  # noqa: E402
+from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
 from ssl_min.model import build_model  # noqa: E402
+from ssl_min.pairs import PairDataset, StreamSampler  # noqa: E402
 from ssl_min.prepare import prepare  # noqa: E402
-from train import PRESETS, Config, resolve  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--music", default=None, help="a folder of real recordings (default: generate some)")
@@ -47,26 +48,14 @@ def generate(folder, ext, n=24, seconds=30, sr=44100):
 
 
 def pairs_per_second(source, workers, cfg, args):
+    """The steady stream: one endless loader iterator (as train.py makes it), warmed up by two
+    batches, then --batches timed batches. Epoch ends do not exist for it, so nothing restarts."""
     ds = PairDataset(tracks_from(source, cfg.sample_rate, verbose=False), cfg.chunk_samples, verbose=False)
-    sampler = EpochSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
-    loader = DataLoader(ds, batch_size=args.batch, sampler=sampler, num_workers=workers,
-                        persistent_workers=workers > 0)
-    n, it, epoch = 0, None, 0
-
-    def next_batch():
-        nonlocal it, epoch
-        while True:
-            try:
-                return next(it)
-            except (StopIteration, TypeError):
-                sampler.set_epoch(epoch)
-                epoch += 1
-                it = iter(loader)
-
-    next_batch()                                     # start the workers
+    loader = iter(DataLoader(ds, batch_size=args.batch, sampler=StreamSampler(args.batch), num_workers=workers))
+    for _ in range(2):
+        next(loader)                                 # start the workers, fill their prefetch queues
     t0 = time.perf_counter()
-    for _ in range(args.batches):
-        n += next_batch()[0].shape[0]
+    n = sum(next(loader)[0].shape[0] for _ in range(args.batches))
     return n / (time.perf_counter() - t0)
 
 
@@ -105,7 +94,7 @@ def index_startup(root, n):
 def main():
     # Under a main guard: prepare() decodes in spawned processes, which re-import this file.
     args = parser.parse_args()
-    cfg = resolve(Config(**PRESETS[args.preset]))
+    cfg = resolve(Config(**{**PRESETS[args.preset], "data": "-"}))
     tmp = Path(tempfile.mkdtemp(prefix="ssl_min_bench_"))
     sources = {}
     if args.music:

@@ -118,6 +118,7 @@ def build(work):
 def run(cmd, log):
     """Run a command with its output in a log file; -> seconds. Fails loudly with the log's tail."""
     t0 = time.time()
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
         rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
     if rc:

@@ -20,7 +20,7 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.loss import NTXent  # noqa: E402
 from ssl_min.model import build_model  # noqa: E402
-from train import PRESETS, Config, resolve  # noqa: E402
+from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -95,7 +95,7 @@ print(f"device={device} threads={torch.get_num_threads()}; matmul peak (2048^2):
       f"fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s ({peak['bf16'] / peak['fp32']:.1f}x)")
 print(f"{'model':<8}{'batch':>6}{'precision':>10}{'clips/s':>10}{'GFLOP/s':>10}{'% fp32 peak':>13}{'% own peak':>12}")
 for name in args.models.split(","):
-    cfg = resolve(Config(**PRESETS[name]))
+    cfg = resolve(Config(**{**PRESETS[name], "data": "-"}))
     batch = args.batch or cfg.batch_size
     for precision, compiled in [("fp32", False), ("bf16", False)] + [("bf16", True)] * args.compile:
         cps, gflops = clips_per_second(cfg, batch, precision, compiled)

@@ -206,6 +206,75 @@ class HighLowPass(_SincFilter):
         return {"cutoff": torch.where(highpass, hp, lp), "highpass": highpass}
 
 
+# ---------------------------------------------------------------- pitch shift (CLMR's chain)
+
+class PitchShift(Augmentation):
+    """Per example, shift the pitch by s semitones drawn from [pitch_shift_min, pitch_shift_max],
+    keeping the length (torchaudio-augmentations' name and arguments; CLMR applies it with p=0.6).
+
+    Method, batched with a different shift per example: with r = 2^(s/12), (1) a phase vocoder
+    stretches time by r, pitch kept: output frame k reads the STFT at fractional input frame k/r
+    (magnitudes interpolated linearly, phases advanced by each bin's measured instantaneous
+    frequency); (2) reading the stretched signal r times faster (linear interpolation) restores the
+    length and multiplies every frequency by r. Departures from sox's `pitch`, which the original
+    ran per example on the CPU: sox stretches with WSOLA (time-domain overlap-add) and resamples
+    with a band-limited filter; here a phase vocoder (window ~93 ms, hop a quarter) smears
+    transients a little, and the linear-interpolation read has no anti-aliasing filter (a shift up
+    folds a little energy above the Nyquist frequency back down)."""
+
+    def __init__(self, n_samples, sample_rate, pitch_shift_min=-7.0, pitch_shift_max=7.0):
+        super().__init__()
+        self.n_samples, self.sample_rate = n_samples, sample_rate
+        self.pitch_shift_min, self.pitch_shift_max = pitch_shift_min, pitch_shift_max
+        self.n_fft = max(256, 1 << round(math.log2(0.093 * sample_rate)))
+        self.hop = self.n_fft // 4
+
+    def sample(self, n, device, generator):
+        return {"semitones": _uniform(self.pitch_shift_min, self.pitch_shift_max, n, device, generator)}
+
+    def apply(self, x, params):
+        B, C, T = x.shape
+        r = (2.0 ** (params["semitones"] / 12)).to(x.dtype)                   # (B,) frequency ratio
+        window = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
+        X = torch.stft(x.reshape(B * C, T), self.n_fft, self.hop, window=window, return_complex=True)
+        F, N = X.shape[-2:]
+        X = X.reshape(B, C, F, N)
+        # (1) phase vocoder: output frame k <- input frame k / r, per example
+        n_out = math.ceil(N * float(r.max())) + 1
+        pos = (torch.arange(n_out, device=x.device, dtype=x.dtype)[None] / r[:, None]).clamp(max=N - 1)
+        i0 = pos.floor().long()
+        i1 = (i0 + 1).clamp(max=N - 1)
+        frac = (pos - i0)[:, None, None]                                       # (B, 1, 1, n_out)
+
+        def frames(i):
+            return X.gather(-1, i[:, None, None].expand(B, C, F, n_out))       # (B, C, F, n_out)
+
+        a, b = frames(i0), frames(i1)
+        mag = (1 - frac) * a.abs() + frac * b.abs()
+        omega = (2 * math.pi * self.hop / self.n_fft) * torch.arange(F, device=x.device, dtype=x.dtype)[:, None]
+        dphi = b.angle() - a.angle() - omega
+        dphi = dphi - 2 * math.pi * torch.round(dphi / (2 * math.pi)) + omega  # instantaneous advance
+        # Phases accumulate from an anchor frame whose window lies inside the audio: the first
+        # n_fft / (2 hop) frames see the edge padding, and their advances would otherwise be summed
+        # about r times (not once), leaving a different phase offset in each bin and cancelling
+        # neighbouring bins of one partial. Before the anchor, frames keep their input phase.
+        k = torch.arange(n_out, device=x.device)
+        anchor = torch.ceil(self.n_fft // (2 * self.hop) * r.double()).long().clamp(max=n_out - 1)   # (B,)
+        after = (k[None] >= anchor[:, None])[:, None, None]                  # (B, 1, 1, n_out)
+        dphi = torch.where(after, dphi, torch.zeros_like(dphi))
+        start = a.angle().gather(-1, anchor[:, None, None, None].expand(B, C, F, 1))
+        phase = torch.where(after, start + torch.cumsum(dphi, -1) - dphi, a.angle())
+        stretched = torch.istft(torch.polar(mag, phase).reshape(B * C, F, n_out), self.n_fft, self.hop,
+                                window=window, length=self.hop * (n_out - 1)).reshape(B, C, -1)
+        # (2) read r times faster: sample m of the output is sample m * r of the stretched signal
+        t = torch.arange(T, device=x.device, dtype=x.dtype)[None] * r[:, None]   # (B, T)
+        j0 = t.floor().long().clamp(max=stretched.shape[-1] - 1)
+        j1 = (j0 + 1).clamp(max=stretched.shape[-1] - 1)
+        f = (t - j0)[:, None]
+        take = lambda j: stretched.gather(-1, j[:, None].expand(B, C, T))     # noqa: E731
+        return (1 - f) * take(j0) + f * take(j1)
+
+
 # ---------------------------------------------------------------- reverb (sox's algorithm)
 
 # Freeverb's delay lengths in samples at 44100 Hz, and sox's stereo spread.
@@ -352,13 +421,17 @@ class RandomResizedCrop(Augmentation):
 
 
 def build_chain(sample_rate, p_polarity=0.8, p_noise=0.01, min_snr=0.0001, max_snr=0.01, p_gain=0.3,
-                p_filter=0.8, p_delay=0.3, p_reverb=0.6):
-    """The CLMR / DL101 chain (CLMR's probabilities by default; its pitch shift is left out)."""
+                p_filter=0.8, p_delay=0.3, p_reverb=0.6, lowpass=(2200, 4000), highpass=(200, 1200),
+                p_pitch=0.0, n_samples=0):
+    """The CLMR / DL101 chain in CLMR's order (CLMR's probabilities by default; CLMR's pitch shift,
+    p=0.6, comes with p_pitch > 0). lowpass / highpass: cutoff ranges in Hz (torchaudio-augmentations'
+    defaults)."""
     return Compose([
         RandomApply([PolarityInversion()], p=p_polarity),
         RandomApply([Noise(min_snr=min_snr, max_snr=max_snr)], p=p_noise),
         RandomApply([Gain()], p=p_gain),
-        RandomApply([HighLowPass(sample_rate=sample_rate)], p=p_filter),
+        RandomApply([HighLowPass(sample_rate, *lowpass, *highpass)], p=p_filter),
         RandomApply([Delay(sample_rate=sample_rate)], p=p_delay),
+        RandomApply([PitchShift(n_samples, sample_rate)], p=p_pitch),
         RandomApply([Reverb(sample_rate=sample_rate)], p=p_reverb),
     ])

@@ -2,8 +2,10 @@
 
 `os.replace` is atomic on POSIX and Windows, so a reader sees the old file or the new one, never
 a mix. This is the one place the project writes files that must survive a crash: checkpoints,
-the index cache, cached embeddings, trimmed metrics, results.
+the index cache, cached embeddings, trimmed metrics, results. `trim_metrics` keeps a run's log
+consistent with its checkpoint after a kill.
 """
+import json
 import os
 from pathlib import Path
 
@@ -28,3 +30,12 @@ def save_atomic(obj, path):
 
 def write_text_atomic(path, text):
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def trim_metrics(path, step):
+    """Drop rows of metrics.jsonl logged after the checkpoint's step (a kill -9 between two
+    checkpoints leaves them): the resumed run logs those steps again, so each step appears once."""
+    path = Path(path)
+    if path.exists():
+        rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
+        write_text_atomic(path, "".join(r + "\n" for r in rows))

@@ -39,7 +39,7 @@ class _TrackChunks(Dataset):
         return track_chunks(self.tracks[i], self.chunk), i
 
 
-def _chunk_batches(tracks, chunk, batch, num_workers):
+def chunk_batches(tracks, chunk, batch, num_workers):
     """Yields (x (b, 1, chunk), owner (b,)) across tracks, in track order."""
     loader = DataLoader(_TrackChunks(tracks, chunk), batch_size=None, num_workers=num_workers)
     buf, own = [], []
@@ -64,7 +64,7 @@ def extract(extractors, sets, chunk, device, batch=64, num_workers=0, dtype=torc
     for split, ls in sets.items():
         feats, owners = {name: [] for name in extractors}, []
         with torch.no_grad(), ctx:
-            for x, owner in _chunk_batches(ls.tracks, chunk, batch, num_workers):
+            for x, owner in chunk_batches(ls.tracks, chunk, batch, num_workers):
                 x = x.to(device)
                 for name, m in extractors.items():
                     feats[name].append(m(x).float().cpu())
@@ -103,7 +103,7 @@ def recalibrate_batchnorm(encoder, tracks, chunk, device, max_chunks=2048, batch
     encoder.train()
     seen = 0
     with torch.no_grad():
-        for x, _ in _chunk_batches([tracks[i] for i in order], chunk, batch, 0):
+        for x, _ in chunk_batches([tracks[i] for i in order], chunk, batch, 0):
             if len(x) < 2:
                 break                      # BatchNorm in train mode needs two values per channel
             encoder(x[:max_chunks - seen].to(device))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_min.audio import ScanReport, find_audio, scan
+from ssl_min.audio import AUDIO_EXTENSIONS, ScanReport, find_audio, scan
 
 @dataclass
 class LabeledSet:
@@ -79,19 +79,19 @@ def load_tutorial_split(root, split, sample_rate):
     return _labeled_from_rows(header, rows, csv_path.parent, sample_rate, csv_path)
 
 
-def _split_list(path):
-    """A published MTT split file -> set of mp3 paths. Accepts minzwon/sota-music-tagging-models'
+def split_list(path):
+    """A published MTT split file -> set of audio paths. Accepts minzwon/sota-music-tagging-models'
     `split/mtat/{train,valid,test}.npy` (entries "clip_id<TAB>f/....mp3") or any text file with
     one such entry (or a bare path) per line."""
     path = Path(path)
     entries = np.load(path, allow_pickle=False) if path.suffix == ".npy" else path.read_text().splitlines()
     out = set()
     for e in entries:
-        fields = [f for f in str(e).strip().split("\t") if f.endswith(".mp3")]
+        fields = [f for f in str(e).strip().split("\t") if Path(f).suffix.lower() in AUDIO_EXTENSIONS]
         if fields:
             out.add(fields[-1])
     if not out:
-        raise ValueError(f"{path}: no .mp3 paths found in the split file")
+        raise ValueError(f"{path}: no audio paths found in the split file")
     return out
 
 
@@ -108,7 +108,7 @@ def load_magnatagatune(root, sample_rate, split_files, n_tags=50):
     top = [1 + int(i) for i in np.argsort(-counts, kind="stable")[:n_tags]]
     out = {}
     for split, f in split_files.items():
-        wanted = _split_list(f)
+        wanted = split_list(f)
         split_rows = [r for r in rows if r[-1] in wanted]
         out[split] = _labeled_from_rows(header, split_rows, root, sample_rate,
                                         Path(root) / f"annotations_final.csv[{split}]",

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ssl_min.audio import scan_folder
 from ssl_min.checkpoint import write_text_atomic
+from ssl_min.labeled import split_list
 
 
 PCM = {".wav", ".aiff", ".aif"}   # read as fast as a cache when already at the model's rate
@@ -76,8 +77,13 @@ def write_cache(tracks, dst, sample_rate, dtype="int16", workers=2, source="", s
               f"({dtype}, {size / 2**20:.0f} MiB) to {dst}")
 
 
-def prepare(src, dst, sample_rate, dtype="int16", workers=2):
+def prepare(src, dst, sample_rate, dtype="int16", workers=2, only=None):
+    """only: a split file (see labeled.split_list): keep just the files it lists (paths relative to src)."""
     tracks, report = scan_folder(src, sample_rate)
+    if only:
+        wanted = split_list(only)
+        tracks = [t for t in tracks if str(Path(t.path).relative_to(src)) in wanted]
+        print(f"{len(tracks)} of the files are listed in {only}")
     if not tracks:
         raise ValueError(f"no usable audio under {src}")
     write_cache(tracks, dst, sample_rate, dtype, workers, src, report.skipped)
@@ -126,5 +132,7 @@ if __name__ == "__main__":
     parser.add_argument("--dtype", choices=["int16", "float32"], default="int16",
                         help="int16 halves the disk; float32 keeps samples bit-exact")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding processes")
+    parser.add_argument("--only", default=None, help="a split file (e.g. MagnaTagATune's train.npy): cache only the "
+                        "files it lists, so pretraining never sees the valid and test clips")
     a = parser.parse_args()
-    prepare(a.src, a.dst, a.sample_rate, a.dtype, a.workers)
+    prepare(a.src, a.dst, a.sample_rate, a.dtype, a.workers, a.only)

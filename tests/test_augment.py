@@ -27,7 +27,7 @@ def db(a, b):
 
 def all_transforms():
     return [A.PolarityInversion(), A.Noise(), A.Gain(), A.HighPassFilter(SR), A.LowPassFilter(SR),
-            A.HighLowPass(SR), A.Delay(SR), A.Reverb(SR),
+            A.HighLowPass(SR), A.Delay(SR), A.Reverb(SR), A.PitchShift(3000, SR),
             A.RandomApply([A.Gain(), A.Delay(SR)], p=0.5),
             A.Compose([A.PolarityInversion(), A.Reverb(SR)])]
 
@@ -97,6 +97,31 @@ def test_highlowpass_flips_a_fair_coin_per_example():
     y = A.HighLowPass(SR)(x)
     kept = sum(db(y[i, 0], x[0, 0]) > -2 for i in range(400))
     assert 150 < kept < 250
+
+
+# ---- pitch shift: a phase vocoder and a faster read, batched ----
+
+def peak_hz(x, sr=SR):
+    seg = x[x.shape[-1] // 4:3 * x.shape[-1] // 4]
+    n = 1 << 18
+    return torch.fft.rfft(seg * torch.hann_window(len(seg)), n).abs().argmax().item() * sr / n
+
+
+@pytest.mark.parametrize("semitones", [-7.0, -3.5, 0.0, 2.0, 7.0])
+def test_pitch_shifted_sine_lands_on_f_times_two_to_the_s_over_12(semitones):
+    x = sine(440)
+    y = A.PitchShift(SR, SR, semitones, semitones)(x)
+    assert y.shape == x.shape
+    assert abs(peak_hz(y) / (440 * 2 ** (semitones / 12)) - 1) < 0.01
+    assert abs(db(y, x)) < 1.5                                         # the level is kept
+
+
+def test_pitch_shifts_are_drawn_per_example():
+    x = sine(440).repeat(8, 1, 1)
+    y = A.PitchShift(SR, SR)(x, generator=torch.Generator().manual_seed(0))
+    peaks = [peak_hz(y[i, 0]) for i in range(8)]
+    semitones = [12 * math.log2(p / 440) for p in peaks]
+    assert len({round(s) for s in semitones}) >= 5 and all(-7.1 < s < 7.1 for s in semitones)
 
 
 # ---- reverb: sox's algorithm, checked sample by sample against a loop and against sox itself ----

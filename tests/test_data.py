@@ -296,3 +296,12 @@ def test_index_cache_keeps_every_subset(music, monkeypatch):
     A.scan(paths[:4], SR, cache, verbose=False)
     A.scan(paths[4:], SR, cache, verbose=False)
     assert calls == []
+
+
+def test_prepare_only_caches_the_listed_files(tmp_path):
+    for name in ("a", "b", "c"):
+        write(tmp_path / "mtt" / "0" / f"{name}.wav", 1, SR)
+    split = tmp_path / "train.txt"
+    split.write_text("1\t0/a.wav\n2\t0/c.wav\n")                       # MagnaTagATune's "clip_id<TAB>path" lines
+    prepare(tmp_path / "mtt", tmp_path / "cache", SR, workers=1, only=split)
+    assert sorted(t.path.rsplit("/", 1)[1] for t in A.tracks_from(tmp_path / "cache", SR)) == ["a.wav", "c.wav"]

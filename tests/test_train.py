@@ -82,6 +82,33 @@ def test_a_folder_with_one_track_is_refused(tmp_path):
         run(tmp_path / "one", tmp_path / "run", "--max_steps", "1")
 
 
+def test_an_existing_run_is_never_overwritten_and_resume_needs_a_checkpoint(audio_dir, tmp_path):
+    run(audio_dir, tmp_path / "r", "--max_steps", "1")
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    with pytest.raises(SystemExit, match="already holds a run .*step 1.*--resume"):
+        run(audio_dir, tmp_path / "r", "--max_steps", "1")
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        train.main(["--out", str(tmp_path / "nothing"), "--resume"])
+
+
+def test_flags_that_would_lie_are_refused(audio_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):                                # a typo is not False
+        run(audio_dir, tmp_path / "a", "--compile", "ture")
+    assert "expected true or false" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="lowpass_max = 4000 Hz must lie in .0, 4000. Hz"):
+        run(audio_dir, tmp_path / "b", "--lowpass_max", "4000")   # at the Nyquist frequency of 8 kHz
+    with pytest.raises(SystemExit, match="--data is required"):
+        train.main(["--preset", "clmr", "--out", str(tmp_path / "c")])
+
+
+def test_the_default_run_folder_is_named_after_the_preset(audio_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train.main(["--data", str(audio_dir), *TINY, "--preset", "cpu", "--max_steps", "1", "--warmup_steps", "0",
+                "--sample_rate", "22050", "--chunk_samples", "2000"])
+    assert (tmp_path / "runs" / "cpu" / "checkpoint.pt").exists()
+
+
 def test_resume_refuses_to_change_the_run(audio_dir, tmp_path):
     run(audio_dir, tmp_path / "r", "--max_steps", "1")
     with pytest.raises(SystemExit, match="lr"):

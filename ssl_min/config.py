@@ -1,0 +1,175 @@
+"""train.py's configuration: every field with its advice, the presets, and the checks that make
+the saved config the one that ran.
+
+    Config           one dataclass; each field's help text is its --flag's help
+    PRESETS          starting values (clmr: the paper; tutorial: DL101; demo; cpu: real music on 2 cores)
+    parse_args(argv) -> (args, {field: value given on the command line})
+    resolve(cfg)     derived fields made explicit (chunk length, device, precision) and checked
+    get_lr(step)     the learning-rate schedule, a pure function of the step
+"""
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+def _bool(text):
+    """A boolean flag's value: true/false, yes/no, 1/0; anything else is an error, not False."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
+def F(default, help, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class Config:
+    data: str = F("", "folder of audio (any layout, searched recursively) or a cache from `python -m ssl_min.prepare`; required except for the demo preset")
+    out: str = F("", "run folder: config.json, metrics.jsonl, checkpoint.pt, best.pt (default runs/<preset>); an existing run is never overwritten")
+    seed: int = F(0, "one seed for the model, the data order, the chunks and the augmentations")
+    # audio and model
+    sample_rate: int = F(22050, "the model's rate; files at other rates are resampled (CLMR: 22050)")
+    n_blocks: int = F(9, "SampleCNN blocks; each divides time by 3 (CLMR: 9 -> 59049 samples)")
+    width: float = F(1.0, "channel multiplier (CLMR: 1.0); 0.5 is ~4x cheaper")
+    pool: str = F("flatten", "'flatten' (CLMR: chunk must be 3^(n_blocks+1)) or 'mean' (any chunk length)", ["flatten", "mean"])
+    chunk_samples: int = F(0, "samples per chunk; 0 = 3^(n_blocks+1), the receptive field")
+    proj_hidden: int = F(512, "projector hidden width")
+    proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
+    # optimisation
+    batch_size: int = F(48, "tracks per step per process; 2x chunks go through the model (CLMR: 48)")
+    lr: float = F(3e-4, "Adam learning rate (CLMR: 3e-4; it scales roughly with batch size)")
+    weight_decay: float = F(0.0, "Adam weight decay (CLMR: 0; try 1e-6 for long runs)")
+    warmup_steps: int = F(0, "linear warm-up steps (CLMR: none)")
+    schedule: str = F("constant", "'constant' (CLMR) or 'cosine' decay to 0 at max_steps", ["constant", "cosine"])
+    temperature: float = F(0.5, "NT-Xent temperature tau (CLMR: 0.5; lower is sharper, 0.1 for large batches)")
+    epochs: int = F(10000, "stop after this many epochs (an epoch: as many pairs as the data has non-overlapping chunks)")
+    max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by schedule=cosine")
+    # augmentations: probability of each effect per chunk (the chain of torchaudio-augmentations)
+    p_polarity: float = F(0.8, "P(polarity inversion)")
+    p_noise: float = F(0.01, "P(white noise)")
+    min_snr: float = F(0.0001, "noise std / signal std, lower end")
+    max_snr: float = F(0.01, "noise std / signal std, upper end")
+    p_gain: float = F(0.3, "P(gain -20..-1 dB)")
+    p_filter: float = F(0.8, "P(high- or low-pass, a coin flip)")
+    lowpass_min: float = F(2200.0, "low-pass cutoff range, lower end (Hz); must sit below the Nyquist frequency")
+    lowpass_max: float = F(4000.0, "low-pass cutoff range, upper end (Hz); must sit below sample_rate / 2")
+    highpass_min: float = F(200.0, "high-pass cutoff range, lower end (Hz)")
+    highpass_max: float = F(1200.0, "high-pass cutoff range, upper end (Hz)")
+    p_delay: float = F(0.3, "P(delay 200..500 ms)")
+    p_pitch: float = F(0.6, "P(pitch shift -7..+7 semitones) (CLMR: 0.6; a phase vocoder per batch, the chain's dearest effect)")
+    p_reverb: float = F(0.6, "P(sox-style reverb)")
+    cache: str = F("auto", "'auto': a folder of compressed files (or files at another rate) is decoded once into FOLDER/.ssl_min_cache/<rate>hz, rebuilt when a file changes; 'off': decode at every read; or a cache folder to build/reuse")
+    augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
+    # machinery
+    num_workers: int = F(2, "DataLoader worker processes (persistent); 0 reads in the main process")
+    precision: str = F("auto", "'auto' (bf16 where supported, else fp16 on CUDA, else fp32), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
+    device: str = F("auto", "'auto' (cuda if available), 'cpu', 'cuda'")
+    compile: bool = F(False, "torch.compile the model (first steps slower; saves the uncompiled weights)")
+    log_every: int = F(10, "steps between lines in metrics.jsonl")
+    ckpt_every: int = F(200, "steps between checkpoint.pt writes (also at every epoch end)")
+
+
+PRESETS = {
+    "clmr": {},  # the dataclass defaults are CLMR's paper settings
+    "tutorial": dict(pool="mean", chunk_samples=59535, batch_size=96, lr=1e-4, p_polarity=0.8,
+                     p_noise=0.3, min_snr=0.001, max_snr=0.005, p_gain=0.2, p_filter=1.0,
+                     p_delay=0.5, p_reverb=0.3, p_pitch=0.0),
+    # ~5 minutes on 2 CPU cores: 0.82 s chunks at 8 kHz, a quarter-width SampleCNN (87,744 params).
+    "demo": dict(data="data/demo/unlabeled", sample_rate=8000, n_blocks=7, width=0.25, batch_size=128, lr=2e-3,
+                 warmup_steps=20, schedule="cosine", max_steps=400, temperature=0.2, p_reverb=0.3, p_pitch=0.0,
+                 lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),
+    # Real music on a 2-core CPU in at most 20 minutes (bench/real_music.py; README, "Real music").
+    "cpu": dict(sample_rate=8000, n_blocks=7, width=0.25, pool="mean", chunk_samples=6561, batch_size=96,
+                lr=2e-3, warmup_steps=30, schedule="cosine", max_steps=1000, temperature=0.2, p_reverb=0.3, p_pitch=0.0,
+                lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),
+}
+RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile"}
+
+
+def parse_args(argv=None, description=""):
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="clmr",
+                        help="starting values for every field below; flags given override them")
+    parser.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt exactly where it stopped")
+    for f in dataclasses.fields(Config):
+        kind = _bool if f.type is bool else f.type
+        presets = "; ".join(f"{p}: {v[f.name]}" for p, v in PRESETS.items() if f.name in v)
+        parser.add_argument(f"--{f.name}", type=kind, default=None, choices=f.metadata["choices"],
+                            help=f"{f.metadata['help']} (default {f.default}" + (f"; {presets})" if presets else ")"))
+    args = parser.parse_args(argv)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    return args, given
+
+
+def resolve(cfg: Config) -> Config:
+    """Derived fields made explicit and checked, so the saved config is the one that ran."""
+    receptive = 3 ** (cfg.n_blocks + 1)
+    if cfg.chunk_samples == 0:
+        cfg.chunk_samples = receptive
+    if cfg.pool == "flatten" and cfg.chunk_samples != receptive:
+        raise SystemExit(f"pool=flatten needs chunk_samples == 3^(n_blocks+1) = {receptive}; use --pool mean")
+    if cfg.schedule == "cosine" and cfg.max_steps <= 0:
+        raise SystemExit("schedule=cosine needs --max_steps")
+    if not cfg.data:
+        raise SystemExit("--data is required: a folder of audio, or a cache from `python -m ssl_min.prepare`")
+    nyquist = cfg.sample_rate / 2
+    for name in ("lowpass_min", "lowpass_max", "highpass_min", "highpass_max"):
+        if not 0 < getattr(cfg, name) < nyquist:
+            raise SystemExit(f"{name} = {getattr(cfg, name):g} Hz must lie in (0, {nyquist:g}) Hz, below the "
+                             f"Nyquist frequency of sample_rate {cfg.sample_rate}; set --{name}")
+    if cfg.lowpass_min > cfg.lowpass_max or cfg.highpass_min > cfg.highpass_max:
+        raise SystemExit("a cutoff range's min is above its max")
+    if cfg.device == "auto":
+        cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.precision == "auto":
+        if cfg.device == "cuda":
+            cfg.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            cfg.precision = "bf16" if torch.cpu._is_avx512_bf16_supported() else "fp32"
+    return cfg
+
+
+def get_lr(step, cfg):
+    """Pure function of the step: linear warm-up, then constant or cosine decay to 0."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr
+
+
+def config_for_run(args, given):
+    """The run folder's rules, then the config: the preset and the flags for a new run (never into
+    a folder that holds one), or the checkpoint's own config on --resume (only RESUME_MAY_CHANGE
+    fields may be given; the device is resolved again, the machine may have changed).
+    -> (cfg, checkpoint dict or None)."""
+    out = Path(given.get("out") or f"runs/{args.preset}")
+    given = {**given, "out": str(out)}
+    last = out / "checkpoint.pt"
+    if args.resume and not last.exists():
+        raise SystemExit(f"--resume: no checkpoint at {last} (a run writes one every ckpt_every steps and "
+                         "at every epoch end); start the run without --resume")
+    if not args.resume:
+        if last.exists():
+            step = torch.load(last, map_location="cpu", weights_only=True)["step"]
+            raise SystemExit(f"{out} already holds a run (checkpoint.pt at step {step}): continue it with "
+                             "--resume, or pick another --out (or delete the folder)")
+        return resolve(Config(**{**PRESETS[args.preset], **given})), None
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    cfg = Config(**ckpt["config"])
+    changed = {k for k, v in given.items() if getattr(cfg, k) != v} - RESUME_MAY_CHANGE - {"out"}
+    if changed:
+        raise SystemExit(f"--resume keeps the run's config; cannot change {sorted(changed)}")
+    for k in RESUME_MAY_CHANGE & set(given):
+        setattr(cfg, k, given[k])
+    cfg.out = str(out)                          # the folder may have moved
+    if "device" not in given:
+        cfg.device = "auto"
+    return resolve(cfg), ckpt

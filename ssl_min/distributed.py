@@ -1,0 +1,99 @@
+"""Processes and stopping: one process or many under torchrun, and how they stop together.
+
+    setup(device)   torchrun's WORLD_SIZE / RANK / LOCAL_RANK -> Processes(world, rank, device, master);
+                    gloo on CPUs, NCCL on GPUs; one process when WORLD_SIZE is unset
+    agree(p, loss, stop) -> (mean loss over processes, whether any process asked to stop): one
+                    all-reduce per step carries both, so every rank stops at the same step boundary
+                    (a rank that stopped alone would wait in a collective the others never join)
+    StopRequest     SIGINT / SIGTERM set a flag; the loop reads it between steps
+"""
+import os
+import signal
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Processes:
+    world: int
+    rank: int
+    device: torch.device
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+def setup(device_type):
+    """device_type: 'cpu' or 'cuda' (already resolved) -> Processes; joins torchrun's group."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    if world > 1:
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    device = torch.device(f"cuda:{local_rank}" if device_type == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Processes(world, rank, device)
+
+
+def agree(p, loss, stop):
+    """-> (loss averaged over processes: float, any process asked to stop: bool)."""
+    reduced = torch.tensor([loss, float(stop)], device=p.device)
+    if p.world > 1:
+        dist.all_reduce(reduced)
+    return reduced[0].item() / p.world, reduced[1].item() > 0
+
+
+def broadcast(p, obj):
+    """Rank 0's `obj` on every process."""
+    if p.world == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(p, obj):
+    """[obj of rank 0, obj of rank 1, ...] on every process."""
+    if p.world == 1:
+        return [obj]
+    out = [None] * p.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def finish(p, clean):
+    """Leave the process group; after a clean run, together (a peer closing its socket first can
+    abort gloo with 'terminate called without an active exception')."""
+    if p.world > 1 and dist.is_initialized():
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+class StopRequest:
+    """SIGINT and SIGTERM only set a flag; the loop reads it at a step boundary and saves there.
+
+    Why not Python's KeyboardInterrupt: (1) a child started from a non-interactive shell with `&`,
+    or by a parent that ignores SIGINT, inherits SIGINT *ignored*, and Python then installs no
+    KeyboardInterrupt handler at all: Ctrl-C would do nothing. Installing our own handler makes
+    the signal work whatever the inherited disposition. (2) An exception can land between the
+    optimizer step and `step += 1`, saving update s+1 labelled as step s; a flag read between
+    steps cannot. A second signal while the first is pending leaves at once (KeyboardInterrupt)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)

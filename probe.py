@@ -32,10 +32,11 @@ from ssl_min.labeled import TooSmall, carve_validation, check_sizes, load_labele
 from ssl_min.extract import cached_extract, recalibrate_batchnorm
 from ssl_min.linear_probe import metrics, select_head, standardise, track_scores
 from ssl_min.mfcc import MFCCStats
-from ssl_min.model import build_model
+from ssl_min.load import load_encoder
+from ssl_min.model import SampleCNN
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--checkpoint", required=True, help="a train.py checkpoint (checkpoint.pt or best.pt)")
+parser.add_argument("--checkpoint", required=True, help="a train.py checkpoint (checkpoint.pt or best.pt), or CLMR's")
 parser.add_argument("--data", required=True, help="labeled data: tutorial layout, MagnaTagATune, class folders or a label CSV")
 parser.add_argument("--task", choices=["auto", "multilabel", "multiclass"], default="auto",
                     help="auto: multi-class for a `label` column, class folders or one-hot tag columns")
@@ -97,15 +98,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    cfg = ckpt["config"]
-    arch = (cfg["n_blocks"], cfg["width"], cfg["pool"], cfg["proj_hidden"], cfg["proj_dim"])
-    model = build_model(*arch)
-    model.load_state_dict(ckpt["model"])            # strict
-    chunk = cfg["chunk_samples"]
+    encoder, info = load_encoder(args.checkpoint)   # ours or CLMR's; strict; the projector is dropped
+    rate, chunk = info["sample_rate"], info["chunk_samples"]
 
     try:
-        sets, notes = load_sets(args, cfg["sample_rate"])
+        sets, notes = load_sets(args, rate)
     except (TooSmall, ValueError, FileNotFoundError) as e:
         print(f"probe: {e}", file=sys.stderr)
         raise SystemExit(2)
@@ -123,18 +120,18 @@ def main(argv=None):
         raise SystemExit(f"unknown rows {sorted(unknown)}")
     extractors, keys = {}, {}
     if "pretrained" in rows:
-        extractors["pretrained"] = model.encoder.to(device)            # the projector is dropped
-        keys["pretrained"] = weights_id(model.encoder)
+        extractors["pretrained"] = encoder.to(device)
+        keys["pretrained"] = weights_id(encoder)
     if "random_init" in rows:
         torch.manual_seed(args.seed)
-        random_encoder = build_model(*arch).encoder.to(device)
+        random_encoder = SampleCNN(*info["arch"]).to(device)
         n = recalibrate_batchnorm(random_encoder, sets["train"].tracks, chunk, device, seed=args.seed)
         notes.append(f"random_init: BatchNorm statistics re-estimated on {n} training chunks")
         print(notes[-1])
         extractors["random_init"], keys["random_init"] = random_encoder, weights_id(random_encoder)
     if "mfcc" in rows:
-        extractors["mfcc"] = MFCCStats(cfg["sample_rate"]).to(device)
-        keys["mfcc"] = f"mfcc:{cfg['sample_rate']}:{extractors['mfcc'].n_mfcc}"
+        extractors["mfcc"] = MFCCStats(rate).to(device)
+        keys["mfcc"] = f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"
     features = frozen_features(extractors, keys, sets, chunk, device, Path(args.checkpoint).parent / "embeddings",
                                num_workers=args.num_workers)
     results = {name: probe_features(features[name], sets, args) for name in rows}
@@ -151,7 +148,8 @@ def main(argv=None):
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"probe_{Path(args.checkpoint).stem}.json"
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "task": task,
               "names": sets["train"].names, "tracks": sizes, "notes": notes,
-              "config": {**vars(args), "train_config": cfg}, "results": results}
+              "encoder": info["source"], "config": {**vars(args), "train_config": info["train_config"]},
+              "results": results}
     write_text_atomic(out, json.dumps(report, indent=1, default=float))
     print(f"wrote {out}")
     return report

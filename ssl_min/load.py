@@ -1,6 +1,7 @@
 """Every checkpoint a user may hold -> a frozen encoder and the audio it expects.
 
-    load_encoder(path) -> (encoder: SampleCNN in eval mode, info: {"sample_rate", "chunk_samples", "source"})
+    load_encoder(path) -> (encoder: SampleCNN in eval mode,
+                           info: {"sample_rate", "chunk_samples", "source", "arch", "train_config"})
 
 Accepted:
 * ssl_min's own (train.py): a dict with "model" and "config"; loaded strictly.
@@ -57,7 +58,8 @@ def load_encoder(path):
         encoder = SampleCNN(cfg["n_blocks"], cfg["width"], cfg["pool"])
         encoder.load_state_dict({k[len("encoder."):]: v for k, v in ckpt["model"].items()
                                  if k.startswith("encoder.")})
-        info = {"sample_rate": cfg["sample_rate"], "chunk_samples": cfg["chunk_samples"], "source": "ssl_min"}
+        info = {"sample_rate": cfg["sample_rate"], "chunk_samples": cfg["chunk_samples"], "source": "ssl_min",
+                "arch": (cfg["n_blocks"], cfg["width"], cfg["pool"]), "train_config": cfg}
     elif isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt:          # CLMR, Lightning
         state = {k[len("model.encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.encoder.")}
         encoder, info = _clmr(state, "CLMR (PyTorch Lightning checkpoint)")
@@ -76,4 +78,4 @@ def _clmr(state, source):
     encoder = SampleCNN(CLMR_INFO["n_blocks"], 1.0, "flatten")
     encoder.load_state_dict(clmr_to_ssl_min(state, CLMR_INFO["n_blocks"]))       # strict
     return encoder, {"sample_rate": CLMR_INFO["sample_rate"], "chunk_samples": CLMR_INFO["chunk_samples"],
-                     "source": source}
+                     "source": source, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten"), "train_config": None}

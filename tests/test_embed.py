@@ -121,3 +121,14 @@ def test_the_clmr_mapping_covers_every_tensor_exactly_once():
     assert set(mapped) == set(SampleCNN(9).state_dict())
     with pytest.raises(KeyError, match="unexpected key"):
         clmr_to_ssl_min({"conv1.weight": torch.zeros(1)})
+
+
+def test_probe_py_takes_a_clmr_checkpoint(tmp_path):
+    import probe
+    from test_probe import tutorial_layout
+    state = clmr_reference_encoder().state_dict()
+    torch.save({f"encoder.{k}": v for k, v in state.items()}, tmp_path / "clmr.pt")
+    data = tutorial_layout(tmp_path / "labeled", 8, splits=("train", "valid", "test"))
+    report = probe.main(["--checkpoint", str(tmp_path / "clmr.pt"), "--data", str(data), "--num_workers", "0",
+                         "--rows", "pretrained"])
+    assert report["encoder"] == "CLMR (state dict)" and np.isfinite(report["results"]["pretrained"]["roc_auc"])

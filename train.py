@@ -153,6 +153,7 @@ def main(argv=None):
                          "best_loss": best_loss, "epoch_loss": epoch_loss, "world": p.world,
                          "config": dataclasses.asdict(cfg),
                          "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
+        distributed.barrier(p)                  # nobody leaves (or is killed) while rank 0 writes
 
     # ---- the loop
     stop = distributed.StopRequest()            # Ctrl-C / SIGTERM: finish the step, save it, leave

@@ -64,6 +64,11 @@ def gather(p, obj):
     return out
 
 
+def barrier(p):
+    if p.world > 1:
+        dist.barrier()
+
+
 def finish(p, clean):
     """Leave the process group; after a clean run, together (a peer closing its socket first can
     abort gloo with 'terminate called without an active exception')."""
@@ -81,7 +86,8 @@ class StopRequest:
     KeyboardInterrupt handler at all: Ctrl-C would do nothing. Installing our own handler makes
     the signal work whatever the inherited disposition. (2) An exception can land between the
     optimizer step and `step += 1`, saving update s+1 labelled as step s; a flag read between
-    steps cannot. A second signal while the first is pending leaves at once (KeyboardInterrupt)."""
+    steps cannot. A second signal changes nothing (torchrun's agent forwards a Ctrl-C that the
+    workers already got); to leave at once, send SIGQUIT (Ctrl-\) or SIGKILL."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -90,9 +96,7 @@ class StopRequest:
         self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        self.requested = True      # repeated signals too: torchrun forwards the terminal's Ctrl-C again
 
     def restore(self):
         for s, handler in self.previous.items():

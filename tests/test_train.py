@@ -241,3 +241,30 @@ def test_two_processes_under_torchrun(audio_dir, tmp_path):
     assert ckpt["step"] == 3 and len(ckpt["rng"]["augment"]) == 2
     assert "2 process(es)" in proc.stdout
     assert len(losses(out)) == 3                                   # only rank 0 writes
+
+
+def test_torchrun_sigint_to_one_rank_stops_every_rank_at_one_step(audio_dir, tmp_path):
+    """Ctrl-C reaching one rank only: the ranks agree through the loss's all-reduce, stop at the
+    same step boundary, and leave one checkpoint at exactly the last logged step."""
+    out, log_path = tmp_path / "ddp", tmp_path / "torchrun.log"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train.py"), "--data", str(audio_dir), "--out", str(out), *TINY, "--max_steps", "100000",
+           "--ckpt_every", "1000", "--precision", "fp32"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            wait_for_steps(out, 5, proc, log_path)
+            workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(proc.pid)], capture_output=True,
+                                     text=True).stdout.split()
+            rank1 = [int(w) for w in workers if b"RANK=1" in Path(f"/proc/{w}/environ").read_bytes().split(b"\0")]
+            assert len(rank1) == 1, workers
+            os.kill(rank1[0], signal.SIGINT)
+            proc.wait(timeout=300)
+        finally:
+            proc.kill()
+    text = log_path.read_text()
+    assert "interrupted: saved" in text, text[-3000:]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert ckpt["step"] >= 5 and logged == list(range(1, ckpt["step"] + 1)) and len(ckpt["rng"]["augment"]) == 2

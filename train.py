@@ -12,6 +12,7 @@ are the negatives. Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt 
 RUN/best.pt (the lowest loss over a whole epoch). Configuration: ssl_min/config.py.
 """
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -67,7 +68,7 @@ def train_step(model, chain, criterion, optimizer, scaler, ctx, batch, lr, aug_g
     for g in optimizer.param_groups:
         g["lr"] = lr
     with ctx:
-        z = model(x)                                                   # (2N, proj_dim)
+        z = model(x, groups=2 if cfg.bn_views == "separate" else 1)    # (2N, proj_dim)
         loss = criterion(*z.chunk(2), ids=ids.to(device))              # views 1 vs views 2
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -98,6 +99,7 @@ def main(argv=None):
     if len(dataset.tracks) < 2:
         raise SystemExit(f"{cfg.data}: {len(dataset.tracks)} usable track(s); contrastive learning needs at least "
                          "2 (the other tracks are the negatives)")
+    data_id = hashlib.sha1(json.dumps([(t.path, t.length) for t in dataset.tracks]).encode()).hexdigest()
     global_batch = cfg.batch_size * p.world
     steps_per_epoch = max(1, len(dataset) // global_batch)     # an epoch: the data's chunks, once
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -115,6 +117,9 @@ def main(argv=None):
         if ckpt.get("world", 1) != p.world:
             raise SystemExit(f"--resume: the run used {ckpt.get('world', 1)} process(es), this is {p.world}; the "
                              "stream of pairs and the batch would differ. Resume with the same count.")
+        if ckpt.get("data_id", data_id) != data_id:
+            raise SystemExit(f"--resume: the data under {cfg.data} changed since the checkpoint (tracks added, removed "
+                             "or changed): the stream of pairs would differ. Start a new run (another --out).")
         orig_model.load_state_dict(ckpt["model"])               # strict: every key must match
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -150,7 +155,7 @@ def main(argv=None):
         if p.master:
             save_atomic({"model": orig_model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
-                         "best_loss": best_loss, "epoch_loss": epoch_loss, "world": p.world,
+                         "best_loss": best_loss, "epoch_loss": epoch_loss, "world": p.world, "data_id": data_id,
                          "config": dataclasses.asdict(cfg),
                          "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
         distributed.barrier(p)                  # nobody leaves (or is killed) while rank 0 writes

@@ -41,6 +41,7 @@ class Config:
     chunk_samples: int = F(0, "samples per chunk; 0 = 3^(n_blocks+1), the receptive field")
     proj_hidden: int = F(512, "projector hidden width")
     proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
+    bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
     # optimisation
     batch_size: int = F(48, "tracks per step per process; 2x chunks go through the model (CLMR: 48)")
     lr: float = F(3e-4, "Adam learning rate (CLMR: 3e-4; it scales roughly with batch size)")
@@ -84,11 +85,12 @@ PRESETS = {
     "demo": dict(data="data/demo/unlabeled", sample_rate=8000, n_blocks=7, width=0.25, batch_size=128, lr=2e-3,
                  warmup_steps=20, schedule="cosine", max_steps=400, temperature=0.2, p_reverb=0.3, p_pitch=0.0,
                  lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),
-    # Real music on a 2-core CPU in at most 20 minutes, chosen by ablation on bench/real_music.py
-    # (README, "Real music"): no filter and no reverb (they erase the production cues that tell
-    # recordings apart), tau 0.2, lr 2e-3, 0.82-s chunks at 8 kHz, 1400 steps (~16 min here).
+    # Real music on a 2-core CPU (bench/real_music.py; README, "Real music"), chosen by ablation: no
+    # filter and no reverb (they erase the production cues that tell recordings apart), tau 0.2,
+    # lr 2e-3, 0.82-s chunks at 8 kHz, and a short run: 300 steps (~4 min here) probed better than
+    # 1400 (~18 min), which memorises a small pool's tracks.
     "cpu": dict(sample_rate=8000, n_blocks=7, width=0.25, pool="mean", chunk_samples=6561, batch_size=96,
-                lr=2e-3, warmup_steps=30, schedule="cosine", max_steps=1400, temperature=0.2, p_filter=0.0,
+                lr=2e-3, warmup_steps=20, schedule="cosine", max_steps=300, temperature=0.2, p_filter=0.0,
                 p_reverb=0.0, p_pitch=0.0, lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1,
                 ckpt_every=100),
 }

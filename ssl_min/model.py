@@ -87,9 +87,12 @@ class ContrastiveModel(nn.Module):
         super().__init__()
         self.encoder, self.projector = encoder, projector
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 1, T) -> z: (B, proj_dim)."""
-        return self.projector(self.encoder(x))
+    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """x: (B, 1, T) -> z: (B, proj_dim). groups=2 runs the encoder on each half of the batch
+        separately (CLMR's two views: BatchNorm statistics per view), inside one call, so that
+        DDP sees one forward per backward."""
+        h = torch.cat([self.encoder(part) for part in x.chunk(groups)]) if groups > 1 else self.encoder(x)
+        return self.projector(h)
 
 
 def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64):

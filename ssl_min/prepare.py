@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ssl_min.audio import scan_folder
-from ssl_min.checkpoint import write_text_atomic
+from ssl_min.checkpoint import atomic_write, write_text_atomic
 from ssl_min.labeled import split_list
 
 
@@ -39,13 +39,9 @@ def source_key(tracks, sample_rate, dtype):
     return hashlib.sha1(json.dumps([stats, sample_rate, dtype]).encode()).hexdigest()
 
 
-def write_cache(tracks, dst, sample_rate, dtype="int16", workers=2, source="", skipped=None, verbose=True):
-    """Decode `tracks` (model rate, mono) into dst/audio.npy + dst/index.json."""
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    offsets = np.concatenate([[0], np.cumsum([t.length for t in tracks])])
-    tmp = dst / f"audio.npy.tmp{os.getpid()}"
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(int(offsets[-1]),))
+def _decode_into(path, tracks, offsets, sample_rate, dtype, workers, verbose):
+    """Every track decoded into one .npy memmap at `path`, end to end, in `workers` processes."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(int(offsets[-1]),))
     # spawn, not fork: a forked child of a process that already ran torch ops can deadlock.
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     decoded = pool.imap(_decode, tracks, chunksize=1) if pool else map(_decode, tracks)
@@ -64,7 +60,14 @@ def write_cache(tracks, dst, sample_rate, dtype="int16", workers=2, source="", s
             pool.close()
     array.flush()
     del array
-    os.replace(tmp, dst / "audio.npy")
+
+
+def write_cache(tracks, dst, sample_rate, dtype="int16", workers=2, source="", skipped=None, verbose=True):
+    """Decode `tracks` (model rate, mono) into dst/audio.npy + dst/index.json."""
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    offsets = np.concatenate([[0], np.cumsum([t.length for t in tracks])])
+    atomic_write(dst / "audio.npy", lambda tmp: _decode_into(tmp, tracks, offsets, sample_rate, dtype, workers, verbose))
     index = {"sample_rate": sample_rate, "dtype": dtype, "source": str(source), "skipped": skipped or {},
              "source_key": source_key(tracks, sample_rate, dtype),
              "tracks": [{"path": t.path, "offset": int(o), "length": t.length, "frames": t.frames,

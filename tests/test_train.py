@@ -268,3 +268,20 @@ def test_torchrun_sigint_to_one_rank_stops_every_rank_at_one_step(audio_dir, tmp
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert ckpt["step"] >= 5 and logged == list(range(1, ckpt["step"] + 1)) and len(ckpt["rng"]["augment"]) == 2
+
+
+def test_resume_notices_changed_data(audio_dir, tmp_path):
+    run(audio_dir, tmp_path / "r", "--max_steps", "2")
+    write_tracks(audio_dir / "more", 2, seed=9)                   # two tracks added to the folder
+    with pytest.raises(SystemExit, match="changed since the checkpoint"):
+        train.main(["--out", str(tmp_path / "r"), "--resume", "--max_steps", "4"])
+
+
+def test_separate_views_run_the_encoder_per_view():
+    from ssl_min.model import build_model
+    model = build_model(3, 0.125, "mean").train()
+    x = torch.randn(8, 1, 2000)
+    z_sep, z_joint = model(x, groups=2), model(x)
+    z_parts = torch.cat([model(x[:4]), model(x[4:])])             # BatchNorm statistics per half
+    torch.testing.assert_close(z_sep, z_parts)
+    assert not torch.allclose(z_sep, z_joint)

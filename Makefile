@@ -24,7 +24,8 @@ test: install                        ## the whole test suite, CPU only
 
 N        ?= 5
 test-repeat: install                 ## the suite N times in a row (default 5), stops at the first failure
-	for i in $$(seq $(N)); do echo "== run $$i of $(N)"; $(PY) -m pytest -q -p no:cacheprovider tests || exit 1; done
+	for i in $$(seq $(N)); do t=$$(date +%s); $(PY) -m pytest -q -p no:cacheprovider tests || exit 1; \
+	  echo "== run $$i of $(N) passed in $$(( $$(date +%s) - t )) s"; done
 
 demo: install                        ## write the built-in demo dataset (once; a no-op afterwards)
 	$(PY) -m ssl_min.demo $(DEMO)

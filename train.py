@@ -44,7 +44,7 @@ def training_tracks(cfg, p):
         return tracks_from(cfg.data, cfg.sample_rate, verbose=p.master)
     if cfg.cache == "off":
         return scan_folder(cfg.data, cfg.sample_rate, verbose=p.master)[0]
-    cache_dir = None
+    tracks, cache_dir = None, None
     if p.master:
         tracks, report = scan_folder(cfg.data, cfg.sample_rate)
         if cfg.cache == "auto" and not needs_cache(tracks, cfg.sample_rate):
@@ -54,8 +54,8 @@ def training_tracks(cfg, p):
             cache_dir = str(ensure_cache(tracks, cfg.data, cfg.sample_rate, None if cfg.cache == "auto" else cfg.cache,
                                          skipped=report.skipped))
     cache_dir = distributed.broadcast(p, cache_dir)
-    if cache_dir == "":
-        return scan_folder(cfg.data, cfg.sample_rate, verbose=False)[0]
+    if cache_dir == "":                         # read directly: rank 0 has scanned already
+        return tracks if p.master else scan_folder(cfg.data, cfg.sample_rate, verbose=False)[0]
     return tracks_from(cache_dir, cfg.sample_rate, verbose=p.master)
 
 

@@ -239,10 +239,14 @@ def tracks_from(source, sample_rate, verbose=True):
     return scan_folder(source, sample_rate, verbose)[0]
 
 
+def split_chunks(x, chunk_samples):
+    """Non-overlapping chunks of the last axis (CLMR's evaluation): (..., T) -> (..., n, chunk).
+    The tail shorter than a chunk is dropped, unless there is no whole chunk: then one zero-padded."""
+    n = max(1, x.shape[-1] // chunk_samples)
+    x = torch.nn.functional.pad(x, (0, max(0, n * chunk_samples - x.shape[-1])))
+    return x[..., :n * chunk_samples].reshape(*x.shape[:-1], n, chunk_samples)
+
+
 def track_chunks(track, chunk_samples):
-    """All non-overlapping chunks of a track (CLMR's evaluation): (n_chunks, 1, chunk).
-    A track shorter than one chunk gives one zero-padded chunk."""
-    x = track.read_all()
-    n = max(1, x.shape[0] // chunk_samples)
-    x = torch.nn.functional.pad(x, (0, max(0, n * chunk_samples - x.shape[0])))
-    return x[:n * chunk_samples].reshape(n, 1, chunk_samples)
+    """All non-overlapping chunks of a track: (n_chunks, 1, chunk)."""
+    return split_chunks(track.read_all(), chunk_samples)[:, None]

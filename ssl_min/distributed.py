@@ -74,7 +74,7 @@ def finish(p, clean):
     abort gloo with 'terminate called without an active exception')."""
     if p.world > 1 and dist.is_initialized():
         if clean:
-            dist.barrier()
+            barrier(p)
         dist.destroy_process_group()
 
 

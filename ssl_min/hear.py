@@ -19,6 +19,7 @@ which other sounds share its batch; work is done in batches of `batch_size` chun
 import torch
 import torch.nn as nn
 
+from ssl_min.audio import split_chunks
 from ssl_min.load import CLMR_INFO, load_encoder
 from ssl_min.model import SampleCNN
 
@@ -69,9 +70,6 @@ def get_timestamp_embeddings(audio: torch.Tensor, model: HEARModel):
 
 def get_scene_embeddings(audio: torch.Tensor, model: HEARModel) -> torch.Tensor:
     """audio (n_sounds, n_samples) -> (n_sounds, D): the mean over non-overlapping chunks."""
-    audio = _check(audio, model)
-    n_sounds, n_samples = audio.shape
-    n_chunks = max(1, n_samples // model.chunk)
-    audio = nn.functional.pad(audio, (0, max(0, n_chunks * model.chunk - n_samples)))[:, :n_chunks * model.chunk]
-    emb = model.embed_chunks(audio.reshape(-1, model.chunk)).reshape(n_sounds, n_chunks, -1)
+    chunks = split_chunks(_check(audio, model), model.chunk)            # (n_sounds, n_chunks, chunk)
+    emb = model.embed_chunks(chunks.flatten(0, 1)).reshape(*chunks.shape[:2], -1)
     return emb.mean(1)

@@ -23,6 +23,11 @@ from ssl_min.model import SampleCNN
 CLMR_INFO = {"sample_rate": 22050, "chunk_samples": 59049, "n_blocks": 9}
 
 
+def pick_device(name):
+    """'auto' (CUDA when there is one), 'cpu' or 'cuda' -> torch.device."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+
+
 def clmr_to_ssl_min(clmr_encoder_state, n_blocks=9):
     """CLMR encoder keys (`sequential.<i>.<j>.<tensor>`, `fc.*`) -> SampleCNN keys (`net.<k>.<tensor>`).
     Our `net` is CLMR's nesting flattened: stem j -> j; block i (1-based) j -> 3 + 4 (i - 1) + j;

@@ -35,7 +35,10 @@ def _decode(track):
 
 def source_key(tracks, sample_rate, dtype):
     """What the cache was built from: every file's path, size and mtime, the rate, the dtype."""
-    stats = [(t.path, os.stat(t.path).st_size, os.stat(t.path).st_mtime_ns) for t in tracks]
+    stats = []
+    for t in tracks:
+        st = os.stat(t.path)
+        stats.append((t.path, st.st_size, st.st_mtime_ns))
     return hashlib.sha1(json.dumps([stats, sample_rate, dtype]).encode()).hexdigest()
 
 

@@ -7,8 +7,9 @@
     torchrun --nproc_per_node=4 train.py --data ~/music --preset clmr --out runs/clmr4
 
 Each step: a batch of pairs -> two random chunks of one track per pair -> random audio effects on
-each -> SampleCNN + projector -> NT-Xent, where the other tracks in the batch (on every process)
-are the negatives. Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and
+each -> SampleCNN + projector -> the objective: NT-Xent by default, where the other tracks in the
+batch (on every process) are the negatives; `--objective moco|vicreg|byol` for the others
+(ssl_min/objectives.py). Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and
 RUN/best.pt (the lowest loss over a whole epoch). Configuration: ssl_min/config.py.
 """
 import dataclasses
@@ -30,8 +31,9 @@ from ssl_min.audio import is_cache, scan_folder, tracks_from
 from ssl_min.augment import build_chain
 from ssl_min.checkpoint import save_atomic, trim_metrics
 from ssl_min.config import config_for_run, get_lr, parse_args
-from ssl_min.loss import NTXent
+from ssl_min.cpu_memory import keep_freed_memory
 from ssl_min.model import build_model
+from ssl_min.objectives import build_objective
 from ssl_min.pairs import PairDataset, StreamSampler
 from ssl_min.prepare import ensure_cache, needs_cache
 
@@ -59,21 +61,22 @@ def training_tracks(cfg, p):
     return tracks_from(cache_dir, cfg.sample_rate, verbose=p.master)
 
 
-def train_step(model, chain, criterion, optimizer, scaler, ctx, batch, lr, aug_gen, cfg, device):
-    """One optimizer step on a batch of pairs -> the loss (a 0-d tensor, detached)."""
+def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progress, aug_gen, cfg, device):
+    """One optimizer step on a batch of pairs -> the loss (a 0-d tensor, detached).
+    progress = step / total steps (BYOL's momentum schedule reads it)."""
     x1, x2, ids = batch
     x = torch.cat([x1, x2]).to(device, non_blocking=True)              # (2N, 1, T): views stacked
     if cfg.augment_on == "device":
         x = chain(x, generator=aug_gen)
     for g in optimizer.param_groups:
         g["lr"] = lr
-    with ctx:
-        z = model(x, groups=2 if cfg.bn_views == "separate" else 1)    # (2N, proj_dim)
-        loss = criterion(*z.chunk(2), ids=ids.to(device))              # views 1 vs views 2
+    with ctx:                                                          # views 1 vs views 2
+        loss = objective(model, x, ids.to(device), groups=2 if cfg.bn_views == "separate" else 1)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
+    objective.after_step(model, progress)                              # momentum targets follow
     return loss.detach()
 
 
@@ -88,6 +91,8 @@ def main(argv=None):
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     say(f"config ({'resumed' if ckpt else 'preset ' + args.preset}, {p.world} process(es)):\n"
         + json.dumps(dataclasses.asdict(cfg), indent=2))
+    if p.device.type == "cpu":
+        say(f"memory: {keep_freed_memory()}")                      # ~1.7x on a CPU step: cpu_memory.py
 
     # ---- data: an endless stream of pairs; augmentations on the device or in the workers
     torch.manual_seed(cfg.seed)
@@ -107,11 +112,12 @@ def main(argv=None):
 
     # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
     orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(p.device)
-    optimizer = torch.optim.Adam(orig_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    objective = build_objective(cfg, orig_model).to(p.device)         # its queue / target / predictor
+    optimizer = torch.optim.Adam([*orig_model.parameters(), *objective.trainable()], lr=cfg.lr,
+                                 weight_decay=cfg.weight_decay)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.precision]
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(p.device.type, dtype=dtype)
     scaler = torch.amp.GradScaler(p.device.type, enabled=dtype == torch.float16)
-    criterion = NTXent(cfg.temperature)
     step, best_loss, epoch_loss = 0, float("inf"), 0.0
     if ckpt:
         if ckpt.get("world", 1) != p.world:
@@ -121,6 +127,7 @@ def main(argv=None):
             raise SystemExit(f"--resume: the data under {cfg.data} changed since the checkpoint (tracks added, removed "
                              "or changed): the stream of pairs would differ. Start a new run (another --out).")
         orig_model.load_state_dict(ckpt["model"])               # strict: every key must match
+        objective.load_state_dict(ckpt.get("objective", {}))    # simclr has no state
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
         step, best_loss, epoch_loss = ckpt["step"], ckpt["best_loss"], ckpt.get("epoch_loss", 0.0)
@@ -136,7 +143,9 @@ def main(argv=None):
             trim_metrics(out / "metrics.jsonl", step)
     model = torch.compile(orig_model) if cfg.compile else orig_model
     if p.world > 1:
-        model = DDP(model, device_ids=[p.device.index] if p.device.type == "cuda" else None)
+        wrap = lambda m: DDP(m, device_ids=[p.device.index] if p.device.type == "cuda" else None)  # noqa: E731
+        model = wrap(model)
+        objective.distribute(wrap)
     n_params = sum(t.numel() for t in orig_model.encoder.parameters())
     say(f"{len(dataset.tracks)} tracks, {len(dataset)} chunks: an epoch is {steps_per_epoch} steps of "
         f"{global_batch} pairs; encoder {n_params:,} parameters; {cfg.precision} on {p.device}")
@@ -153,7 +162,8 @@ def main(argv=None):
         """Called on every process (the augmentation streams are gathered); rank 0 writes."""
         states = distributed.gather(p, aug_gen.get_state())
         if p.master:
-            save_atomic({"model": orig_model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_atomic({"model": orig_model.state_dict(), "objective": objective.state_dict(),
+                         "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
                          "best_loss": best_loss, "epoch_loss": epoch_loss, "world": p.world, "data_id": data_id,
                          "config": dataclasses.asdict(cfg),
@@ -165,7 +175,7 @@ def main(argv=None):
     metrics = open(out / "metrics.jsonl", "a") if p.master else None
     bar = tqdm(total=total_steps, initial=step, disable=not p.master, unit="step",
                dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30)
-    model.train()
+    model.train(), objective.train()
     clean = False
     try:
         t_log, wait, n_clips = time.perf_counter(), 0.0, 0
@@ -175,7 +185,8 @@ def main(argv=None):
                 break
             wait += time.perf_counter() - t0
             lr = get_lr(step, cfg)
-            loss = train_step(model, chain, criterion, optimizer, scaler, ctx, batch, lr, aug_gen, cfg, p.device)
+            loss = train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, step / total_steps,
+                              aug_gen, cfg, p.device)
             loss_value, stopping = distributed.agree(p, loss.float().item(), stop.requested)
             if not math.isfinite(loss_value):
                 say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping. The last good "

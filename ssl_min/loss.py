@@ -84,3 +84,35 @@ class NTXent(nn.Module):
                 same[rows, pos_idx] = False                               # the positive stays
                 logits = logits.masked_fill(same, float("-inf"))
             return F.cross_entropy(logits, pos_idx)
+
+
+class Objective(nn.Module):
+    """What train.py calls a learning objective: `objective(model, x, ids, groups) -> loss`, where x
+    (2N, 1, T) holds view 1 of N clips then view 2, ids (N,) their tracks, and `model` the online
+    network (DDP-wrapped under torchrun). Objectives with their own state (a queue, a target
+    network, a predictor) keep it in this module, so its state_dict is the checkpoint's.
+
+    trainable():           extra parameters for the optimizer (BYOL's predictor), default none
+    distribute(wrap):      wrap those trainable parts for DDP (wrap = lambda m: DDP(m, ...))
+    after_step(online, progress): called after each optimizer step, progress = step / total steps
+    """
+
+    def trainable(self):
+        return []
+
+    def distribute(self, wrap):
+        pass
+
+    def after_step(self, online, progress):
+        pass
+
+
+class SimCLR(Objective):
+    """CLMR's objective: NT-Xent over the 2N projections of the batch (every process's)."""
+
+    def __init__(self, temperature: float = 0.5):
+        super().__init__()
+        self.ntxent = NTXent(temperature)
+
+    def forward(self, model, x, ids=None, groups=1):
+        return self.ntxent(*model(x, groups=groups).chunk(2), ids=ids)

@@ -10,17 +10,48 @@ stem, then blocks of Conv1d(k=3) + BN + ReLU + MaxPool(3). Each block divides ti
 Knobs for small runs keep the same code path: `n_blocks` (input length 3^(n_blocks+1)),
 `width` (channel multiplier) and `pool="mean"` (the DL101 tutorial's average over time, so any
 input length works). This file does no I/O.
+
+Two formulations of one network, one set of parameters (CLMR's shapes and state-dict keys):
+`layout="reference"` runs `self.net` as written, nn.Conv1d on (B, C, T) tensors, CLMR's own code;
+`layout="channels_last"` (the default) runs the same modules' parameters on (B, C, 1, T) tensors
+in channels-last memory, the convolutions through ssl_min/conv.py, and each block max-pools before
+its ReLU (the two commute: max(relu(a), relu(b)) = relu(max(a, b)), so a third of the ReLU work).
+Same numbers to float rounding (tests/test_conv.py); the speed-up is measured by bench/train.py.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from ssl_min.conv import CL, conv1d_cl
 
 # CLMR's channels: the stem's output, then the output of each of the 9 blocks.
 CLMR_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
 
 
+class BatchNorm(nn.BatchNorm1d):
+    """nn.BatchNorm1d (same parameters, buffers and keys) that also takes the channels-last
+    (B, C, 1, T) tensors of the fast layout; statistics are per channel either way."""
+
+    def _check_input_dim(self, input):
+        if input.dim() not in (2, 3, 4):
+            raise ValueError(f"expected 2D, 3D or 4D input, got {input.dim()}D")
+
+
 def conv_bn_relu(c_in, c_out, stride=1, padding=1):
     return [nn.Conv1d(c_in, c_out, kernel_size=3, stride=stride, padding=padding),
-            nn.BatchNorm1d(c_out), nn.ReLU()]
+            BatchNorm(c_out), nn.ReLU()]
+
+
+def strided_stem(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A 1-channel Conv1d whose stride equals its kernel k (CLMR's stem, k = 3) is a matrix product
+    on non-overlapping frames of k samples: x (B, 1, 1, T) -> (B, C, 1, T // k) channels-last."""
+    B, k = x.shape[0], weight.shape[-1]
+    L = x.shape[-1] // k
+    frames = x.reshape(B, -1)[:, :L * k].reshape(B * L, k)      # (B*L, k)
+    # mat2 contiguous (k, C): autograd then forms its gradient as frames^T @ grad, the fast order
+    w = weight.view(-1, k).T.contiguous()                      # (k, C)
+    rows = frames @ w if bias is None else torch.addmm(bias, frames, w)  # (B*L, C), time-major
+    return rows.view(B, 1, L, -1).permute(0, 3, 1, 2)           # (B, C, 1, L), channels-last
 
 
 class SampleCNN(nn.Module):
@@ -33,8 +64,12 @@ class SampleCNN(nn.Module):
               over time, any input length >= 3^(n_blocks+1)).
     """
 
-    def __init__(self, n_blocks: int = 9, width: float = 1.0, pool: str = "flatten"):
+    def __init__(self, n_blocks: int = 9, width: float = 1.0, pool: str = "flatten",
+                 layout: str = "channels_last"):
         super().__init__()
+        if layout not in ("channels_last", "reference"):
+            raise ValueError(f"layout must be 'channels_last' or 'reference', got {layout!r}")
+        self.layout = layout
         if not 1 <= n_blocks <= 9:
             raise ValueError(f"n_blocks must be in 1..9, got {n_blocks}")
         if pool not in ("flatten", "mean"):
@@ -61,10 +96,33 @@ class SampleCNN(nn.Module):
                              f"frame), got {T}. Use pool='mean' for other lengths.")
         if T < self.input_samples:
             raise ValueError(f"need at least {self.input_samples} samples, got {T}")
-        h = self.net(x)                                         # (B, C, T')
+        h = self.net(x) if self.layout == "reference" else self.forward_channels_last(x)  # (B, C, [1,] T')
         if self.pool == "mean":
-            return h.mean(dim=-1)                               # (B, C), the tutorial's pooling
+            return h.flatten(2).mean(dim=-1)                    # (B, C), the tutorial's pooling
         return h.flatten(1)                                     # (B, C), T' == 1
+
+    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 1, T) -> (B, C, 1, T') channels-last: self.net's modules, run as 2-D ops."""
+        h = x.unsqueeze(2)                                      # (B, 1, 1, T): a 1-channel image row
+        layers = list(self.net)
+        for i, m in enumerate(layers):
+            if isinstance(m, nn.Conv1d):
+                if m.stride[0] == 1 and m.padding[0] == m.kernel_size[0] // 2:
+                    h = conv1d_cl(h, m.weight, m.bias)
+                elif m.kernel_size == m.stride and m.padding[0] == 0 and m.in_channels == 1:
+                    h = strided_stem(h, m.weight, m.bias)       # CLMR's stem: frames of 3 samples
+                else:
+                    h = F.conv2d(h, m.weight.unsqueeze(2), m.bias, stride=(1, m.stride[0]),
+                                 padding=(0, m.padding[0])).contiguous(memory_format=CL)
+            elif isinstance(m, nn.ReLU):
+                if i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool1d):
+                    continue                                    # pool first, then ReLU (they commute)
+                h = torch.relu_(h)                              # in place: BatchNorm keeps its input, not its output
+            elif isinstance(m, nn.MaxPool1d):
+                h = torch.relu_(F.max_pool2d(h, (1, m.kernel_size), (1, m.stride)))
+            else:                                               # BatchNorm
+                h = m(h)
+        return h
 
 
 class Projector(nn.Module):

@@ -62,14 +62,15 @@ def test_best_pt_compares_whole_epochs_and_batches_never_shrink(audio_dir, tmp_p
 
 def test_fewer_tracks_than_the_batch_trains_says_so_and_masks_own_track_negatives(tmp_path, monkeypatch, capsys):
     write_tracks(tmp_path / "three", 3)
+    from ssl_min.loss import NTXent
     seen = []
-    real = train.NTXent.forward
+    real = NTXent.forward
 
     def spy(self, z1, z2, ids=None):
         seen.append(ids.clone())
         return real(self, z1, z2, ids=ids)
 
-    monkeypatch.setattr(train.NTXent, "forward", spy)
+    monkeypatch.setattr(NTXent, "forward", spy)
     run(tmp_path / "three", tmp_path / "run", "--batch_size", "8", "--max_steps", "3")
     assert "3 tracks < batch 8" in capsys.readouterr().out
     assert [len(ids) for ids in seen] == [8, 8, 8]                 # the batch never shrinks
@@ -118,13 +119,14 @@ def test_resume_refuses_to_change_the_run(audio_dir, tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(audio_dir, tmp_path, monkeypatch):
     out = tmp_path / "nan"
     calls = {"n": 0}
-    real = train.NTXent.forward
+    from ssl_min.loss import NTXent
+    real = NTXent.forward
 
     def poisoned(self, z1, z2, ids=None):
         calls["n"] += 1
         return real(self, z1, z2, ids) * (float("nan") if calls["n"] == 3 else 1.0)
 
-    monkeypatch.setattr(train.NTXent, "forward", poisoned)
+    monkeypatch.setattr(NTXent, "forward", poisoned)
     with pytest.raises(SystemExit) as exit_info:
         run(audio_dir, out, "--max_steps", "10", "--ckpt_every", "2")
     assert exit_info.value.code == 2
@@ -195,24 +197,27 @@ import os, signal, sys
 sys.path.insert(0, {root!r})
 import train
 calls = {{"n": 0}}
-real = train.NTXent.forward
-def forward(self, z1, z2, ids=None):
+real = train.train_step
+def train_step(*args):
     calls["n"] += 1
     if calls["n"] == {at}:
         os.kill(os.getpid(), {sig})
-    return real(self, z1, z2, ids)
-train.NTXent.forward = forward
+    return real(*args)
+train.train_step = train_step
 train.main({argv!r})
 """
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(audio_dir, tmp_path, sig, workers):
+@pytest.mark.parametrize("sig,workers,objective", [
+    (signal.SIGINT, 0, "simclr"), (signal.SIGINT, 1, "simclr"), (signal.SIGKILL, 0, "simclr"),
+    (signal.SIGKILL, 1, "simclr"), (signal.SIGKILL, 0, "moco"), (signal.SIGKILL, 0, "vicreg"),
+    (signal.SIGKILL, 0, "byol"), (signal.SIGINT, 0, "byol")])
+def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(audio_dir, tmp_path, sig, workers, objective):
     # 10 tracks, batch 4: 3 steps per epoch. Checkpoints every 3 steps; the kill lands during step 6
-    # (SIGINT: step 6 finishes and is saved; SIGKILL: steps 4-5 are lost and done again).
+    # (SIGINT: step 6 finishes and is saved; SIGKILL: steps 4-5 are lost and done again). MoCo's
+    # queue, and MoCo's and BYOL's momentum networks and BYOL's predictor, must come back exactly.
     common = [*TINY, "--data", str(audio_dir), "--precision", "fp32", "--num_workers", str(workers),
-              "--ckpt_every", "3"]
+              "--ckpt_every", "3", "--objective", objective, "--queue_size", "12"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train.main([*common, "--out", str(straight), "--max_steps", "10"])
     script = KILL_AT_STEP.format(root=str(ROOT), at=6, sig=int(sig),

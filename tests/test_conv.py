@@ -1,0 +1,149 @@
+"""The fast formulation (ssl_min/conv.py, SampleCNN layout="channels_last") against the plain one:
+F.conv1d and CLMR's nn.Conv1d / BatchNorm1d / ReLU / MaxPool1d stack, outputs and gradients."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ssl_min.conv import CL, conv1d_cl, weight_grad
+from ssl_min.model import SampleCNN, build_model
+
+
+def to_cl(x):
+    """(B, C, T) -> (B, C, 1, T) channels-last."""
+    return x.unsqueeze(2).contiguous(memory_format=CL)
+
+
+@pytest.mark.parametrize("k,B,T", [(3, 4, 37), (5, 3, 11), (3, 1, 5), (1, 2, 9)])
+def test_conv1d_cl_equals_conv1d_outputs_and_gradients(k, B, T):
+    x = torch.randn(B, 6, T, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(7, 6, k, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, dtype=torch.float64, requires_grad=True)
+    ref = F.conv1d(x, w, b, padding=k // 2)
+    g = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad(ref, (x, w, b), g)
+
+    xc = to_cl(x.detach()).requires_grad_()
+    out = conv1d_cl(xc, w, b)
+    assert out.shape == (B, 7, 1, T) and out.is_contiguous(memory_format=CL)
+    grads = torch.autograd.grad(out, (xc, w, b), to_cl(g))
+    torch.testing.assert_close(out.squeeze(2), ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[0].squeeze(2), ref_grads[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[1], ref_grads[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads[2], ref_grads[2], rtol=1e-12, atol=1e-12)
+
+
+def test_weight_grad_undoes_the_clip_seams():
+    """Frames of clip b must never pair with frames of clip b+1: a clip whose gradient is zero
+    contributes nothing, whatever its neighbours hold."""
+    x = to_cl(torch.randn(3, 4, 10, dtype=torch.float64))
+    g = to_cl(torch.randn(3, 5, 10, dtype=torch.float64))
+    g[1] = 0
+    alone = weight_grad(x[[0, 2]], g[[0, 2]], 3)
+    torch.testing.assert_close(weight_grad(x, g, 3), alone, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_weight_grad_in_blocks_equals_one_block_and_the_reference(k):
+    x = to_cl(torch.randn(3, 4, 10, dtype=torch.float64))
+    g = to_cl(torch.randn(3, 5, 10, dtype=torch.float64))
+    ref = torch.nn.grad.conv1d_weight(x.squeeze(2), (5, 4, k), g.squeeze(2), padding=k // 2)
+    for block in (1, 7, 10, 1000):                 # blocks that cut clips anywhere
+        torch.testing.assert_close(weight_grad(x, g, k, block=block), ref, rtol=1e-12, atol=1e-12)
+
+
+def reference_stack(model: SampleCNN) -> nn.Sequential:
+    """CLMR's formulation with CLMR's own module classes (nn.BatchNorm1d, not ours), the same
+    weights: what every checkpoint written before the fast layout holds."""
+    layers = [nn.BatchNorm1d(m.num_features) if isinstance(m, nn.BatchNorm1d) else copy.deepcopy(m)
+              for m in model.net]
+    ref = nn.Sequential(*layers)
+    ref.load_state_dict(model.net.state_dict())
+    return ref
+
+
+@pytest.mark.parametrize("n_blocks,width,pool,T", [(3, 0.25, "flatten", 81), (4, 0.125, "mean", 300)])
+def test_fast_samplecnn_equals_clmr_formulation(n_blocks, width, pool, T):
+    torch.manual_seed(1)
+    fast = SampleCNN(n_blocks, width, pool).double().train()
+    ref = reference_stack(fast).double().train()
+    x = torch.randn(6, 1, T, dtype=torch.float64)
+    h = fast(x)
+    r = ref(x)
+    r = r.mean(-1) if pool == "mean" else r.flatten(1)
+    torch.testing.assert_close(h, r, rtol=1e-10, atol=1e-10)
+    # BatchNorm's running statistics moved the same way in both
+    torch.testing.assert_close(fast.net.state_dict(), ref.state_dict(), rtol=1e-10, atol=1e-10)
+
+    g = torch.randn_like(h)
+    fast_grads = torch.autograd.grad(h, list(fast.parameters()), g)
+    ref_grads = torch.autograd.grad(r, list(ref.parameters()), g)
+    for (name, _), a, b in zip(fast.named_parameters(), fast_grads, ref_grads):
+        # a conv bias followed by train-mode BatchNorm has a true gradient of 0: compare to the scale
+        scale = max(b.abs().max().item(), 1e-6)
+        assert (a - b).abs().max().item() <= 1e-8 * scale + 1e-12, name
+
+
+def test_fast_path_in_float32_within_float_rounding_and_eval_mode():
+    torch.manual_seed(2)
+    model = build_model(5, 0.25, "mean").encoder.train()
+    ref = reference_stack(model).train()
+    x = torch.randn(4, 1, 3 ** 6 + 50)
+    torch.testing.assert_close(model(x), ref(x).mean(-1), rtol=1e-4, atol=1e-5)
+    model.eval(), ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x).mean(-1), rtol=1e-4, atol=1e-5)
+
+
+def test_fast_path_under_bf16_autocast_within_bf16_rounding():
+    torch.manual_seed(3)
+    model = SampleCNN(3, 0.25, "mean").train()
+    ref = copy.deepcopy(model)
+    ref.layout = "reference"
+    x = torch.randn(4, 1, 200)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h, r = model(x), ref(x)
+    h.float().square().sum().backward()
+    r.float().square().sum().backward()
+    assert h.dtype == r.dtype
+    torch.testing.assert_close(h.float(), r.float(), rtol=5e-2, atol=5e-2)
+    conv_biases = {f"net.{i}.bias" for i, m in enumerate(model.net) if isinstance(m, nn.Conv1d)}
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        assert p.grad.dtype == torch.float32
+        if name not in conv_biases:       # true gradient 0 under train-mode BatchNorm: rounding only
+            assert (p.grad - q.grad).abs().max() <= 0.1 * q.grad.abs().max(), name
+
+
+def test_checkpoints_of_the_old_formulation_load_and_agree():
+    """A state dict of CLMR's stack (nn.Conv1d weights (out, in, 3), nn.BatchNorm1d buffers) loads
+    strictly into today's SampleCNN and gives the same embedding."""
+    torch.manual_seed(4)
+    old = reference_stack(SampleCNN(3, 0.25, "flatten")).eval()
+    for m in old.modules():               # non-trivial running statistics, as after training
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+    state = {f"net.{k}": v for k, v in old.state_dict().items()}
+    new = SampleCNN(3, 0.25, "flatten").eval()
+    new.load_state_dict(state, strict=True)
+    assert {k: v.shape for k, v in new.state_dict().items()} == {k: v.shape for k, v in state.items()}
+    x = torch.randn(3, 1, 81)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), old(x).flatten(1), rtol=1e-4, atol=1e-5)
+
+
+def test_layout_is_checked():
+    with pytest.raises(ValueError, match="layout"):
+        SampleCNN(3, 0.25, "mean", layout="nhwc")
+
+
+def test_keep_freed_memory_applies_on_glibc_and_can_be_undone():
+    import platform
+    from ssl_min.cpu_memory import keep_freed_memory
+    state = keep_freed_memory()
+    assert keep_freed_memory() == state
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert state.startswith("glibc malloc keeps freed memory"), state
+        assert keep_freed_memory(False).startswith("glibc malloc with its default settings")
+        assert keep_freed_memory(True) == state

@@ -10,12 +10,14 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.augment import PitchShift, Reverb, build_chain  # noqa: E402
+from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--device", default="cpu", help="where the batch lives")
 parser.add_argument("--batch", type=int, default=48, help="clips per batch")
 parser.add_argument("--repeats", type=int, default=5, help="timed batches per variant")
 args = parser.parse_args()
+print(f"memory: {keep_freed_memory()}")                      # as train.py does on the CPU
 
 sr, T = 22050, int(2.7 * 22050)
 # The tutorial's chain: polarity 0.8, noise 0.3 (snr 0.001..0.005), gain 0.2, filters always,

@@ -13,6 +13,10 @@
    mono wav under WORK/labeled/<split>/<class>/, so no track is in two splits.
 3. `train.py --data WORK/pool --preset cpu` (the decode-once cache is built on first use), then
    `probe.py` on WORK/labeled: the pretrained, random-init and MFCC rows, one protocol.
+4. The same three rows on `--folds` (5) other splits of the labeled tracks (by track, per class,
+   50/25/25 as in step 2, ordered by a hash of the fold and the track), features extracted once:
+   one split of 18 test tracks is noisy (the macro PR-AUC of one row moved by 0.1-0.3 between
+   splits), so runs are compared on the mean over splits. `--probe_only --out RUN` redoes this.
 Every figure printed comes from this run; wall-clock times include the cache build.
 """
 import argparse
@@ -126,6 +130,75 @@ def run(cmd, log):
     return time.time() - t0
 
 
+def source_track(path):
+    """A clip's source track: its file name without the `_<j>.wav` clip index."""
+    return Path(path).stem.rsplit("_", 1)[0]
+
+
+def fold_splits(ls, fold):
+    """Re-split all labeled clips by source track, per class, 50/25/25 as build() does, ordered by a
+    hash of (fold, track): -> {"train", "valid", "test"}: clip indices. No track in two splits."""
+    out = {"train": [], "valid": [], "test": []}
+    for c in range(len(ls.names)):
+        idx = [i for i in range(len(ls.tracks)) if ls.targets[i] == c]
+        tracks = sorted({source_track(ls.tracks[i].path) for i in idx}, key=lambda t: h01(f"{fold}:{t}"))
+        n = max(1, len(tracks) // 4)
+        part = {t: ("test" if k < n else "valid" if k < 2 * n else "train") for k, t in enumerate(tracks)}
+        for i in idx:
+            out[part[source_track(ls.tracks[i].path)]].append(i)
+    return out
+
+
+def probe_folds(checkpoint, labeled, folds, window=0):
+    """The probe's three rows on `folds` re-splits of the labeled tracks (features extracted once)
+    -> {row: [per-fold results]}. One split of 18 test tracks is noisy; the mean over re-splits is
+    what a comparison between runs should read."""
+    sys.path.insert(0, str(ROOT))
+    from probe import frozen_features, probe_features, weights_id
+    from ssl_min.extract import recalibrate_batchnorm
+    from ssl_min.labeled import LabeledSet, load_labeled, subset
+    from ssl_min.load import load_encoder
+    from ssl_min.mfcc import MFCCStats
+    from ssl_min.model import SampleCNN
+    encoder, info = load_encoder(checkpoint)
+    rate, chunk = info["sample_rate"], window or info["chunk_samples"]
+    sets = load_labeled(labeled, rate)
+    every = LabeledSet([t for ls in sets.values() for t in ls.tracks],
+                       np.concatenate([ls.targets for ls in sets.values()]), sets["train"].names, "multiclass")
+    torch.manual_seed(0)
+    random_encoder = SampleCNN(*info["arch"])
+    recalibrate_batchnorm(random_encoder, sets["train"].tracks, chunk, torch.device("cpu"), seed=0)
+    extractors = {"pretrained": encoder, "random_init": random_encoder, "mfcc": MFCCStats(rate)}
+    keys = {"pretrained": weights_id(encoder), "random_init": weights_id(random_encoder),
+            "mfcc": f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"}
+    feats = frozen_features(extractors, keys, {"all": every}, chunk, torch.device("cpu"),
+                            Path(checkpoint).parent / "embeddings", num_workers=2)
+    args = argparse.Namespace(mlp=False, seed=0)
+    results = {name: [] for name in extractors}
+    for fold in range(folds):
+        split = fold_splits(every, fold)
+        fold_sets = {s: subset(every, np.asarray(idx)) for s, idx in split.items()}
+        for name, by_split in feats.items():
+            x, owner = by_split["all"]                # chunk features (n, D), clip of each chunk (n,)
+            per = {}
+            for s, idx in split.items():          # chunk rows of this split's clips, owners renumbered
+                new = torch.full((len(every.tracks),), -1, dtype=torch.long)
+                new[torch.as_tensor(idx)] = torch.arange(len(idx))
+                keep = new[owner] >= 0
+                per[s] = (x[keep], new[owner][keep])
+            results[name].append(probe_features(per, fold_sets, args))
+    return results
+
+
+def print_folds(results, folds):
+    print(f"\nmean over {folds} re-splits of the labeled tracks by track (test: 18 tracks each):\n")
+    print("| encoder | macro ROC-AUC | macro PR-AUC | accuracy | PR-AUC per split |\n| --- | --- | --- | --- | --- |")
+    for name, rs in results.items():
+        roc, pr, acc = (np.array([r[k] for r in rs]) for k in ("roc_auc", "pr_auc", "accuracy"))
+        print(f"| {name} | {roc.mean():.3f} ± {roc.std():.3f} | {pr.mean():.3f} ± {pr.std():.3f} | "
+              f"{acc.mean():.3f} | {' '.join(f'{v:.2f}' for v in pr)} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="data/real_music", help="where packages, folders and the run go")
@@ -133,6 +206,8 @@ def main():
     ap.add_argument("--out", default=None, help="run folder (default WORK/runs/<preset>)")
     ap.add_argument("--train_args", default="", help="extra train.py flags, e.g. '--max_steps 200'")
     ap.add_argument("--only_data", action="store_true", help="build the folders and stop")
+    ap.add_argument("--folds", type=int, default=5, help="re-splits of the labeled tracks for the mean (0: none)")
+    ap.add_argument("--probe_only", action="store_true", help="probe an existing run folder (--out) again")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     pool, labeled, summary = build(work)
@@ -143,6 +218,9 @@ def main():
     if args.only_data:
         return
     out = Path(args.out or work / "runs" / args.preset)
+    if args.probe_only:
+        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds), args.folds)
+        return
     t_train = run([sys.executable, "train.py", "--data", str(pool), "--preset", args.preset, "--out", str(out),
                    *args.train_args.split()], out.parent / f"{out.name}_train.log")
     t_probe = run([sys.executable, "probe.py", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(labeled)],
@@ -157,6 +235,8 @@ def main():
     for name, r in report["results"].items():
         print(f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['roc_auc']:.3f} | {r['pr_auc']:.3f} "
               f"| {r['head']['l2']:g} |")
+    if args.folds:
+        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds), args.folds)
 
 
 if __name__ == "__main__":

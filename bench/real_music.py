@@ -208,6 +208,8 @@ def main():
     ap.add_argument("--only_data", action="store_true", help="build the folders and stop")
     ap.add_argument("--folds", type=int, default=5, help="re-splits of the labeled tracks for the mean (0: none)")
     ap.add_argument("--probe_only", action="store_true", help="probe an existing run folder (--out) again")
+    ap.add_argument("--window", type=int, default=0, help="re-splits only: probe windows of this many samples "
+                    "(0: the training chunk; longer ones need a mean-pooled encoder)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     pool, labeled, summary = build(work)
@@ -219,7 +221,7 @@ def main():
         return
     out = Path(args.out or work / "runs" / args.preset)
     if args.probe_only:
-        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds), args.folds)
+        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds, args.window), args.folds)
         return
     t_train = run([sys.executable, "train.py", "--data", str(pool), "--preset", args.preset, "--out", str(out),
                    *args.train_args.split()], out.parent / f"{out.name}_train.log")
@@ -236,7 +238,7 @@ def main():
         print(f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['roc_auc']:.3f} | {r['pr_auc']:.3f} "
               f"| {r['head']['l2']:g} |")
     if args.folds:
-        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds), args.folds)
+        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds, args.window), args.folds)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from ssl_min.objectives import OBJECTIVES
+
 
 def _bool(text):
     """A boolean flag's value: true/false, yes/no, 1/0; anything else is an error, not False."""
@@ -43,7 +45,7 @@ class Config:
     proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
     bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
     # objective (ssl_min/objectives.py)
-    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol'", ["simclr", "moco", "vicreg", "byol"])
+    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol'", list(OBJECTIVES))
     queue_size: int = F(4096, "moco: negatives kept in the queue (MoCo v2: 65536 on ImageNet)")
     momentum: float = F(0.99, "moco: the key encoder's EMA momentum; byol: its base, raised to 1 along a cosine")
     # optimisation

@@ -47,12 +47,15 @@ class MoCo(Objective):
 
     @torch.no_grad()
     def enqueue(self, keys, ids):
-        """keys (M, D), ids (M,) -> written at ptr, wrapping around; ptr advances by M."""
-        K = self.queue.shape[0]
-        rows = (self.ptr + torch.arange(len(keys), device=keys.device)) % K
-        self.queue[rows] = keys[-K:] if len(keys) > K else keys
-        self.queue_ids[rows] = ids[-K:] if len(ids) > K else ids
-        self.ptr.copy_((self.ptr + len(keys)) % K)
+        """keys (M, D), ids (M,) -> written at ptr, wrapping around; ptr advances by M. With M > K
+        only the newest K keys are kept, where writing all M in order would have left them."""
+        K, M = self.queue.shape[0], len(keys)
+        start = self.ptr + max(0, M - K)
+        keys, ids = keys[-K:], ids[-K:]
+        rows = (start + torch.arange(len(keys), device=keys.device)) % K
+        self.queue[rows] = keys
+        self.queue_ids[rows] = ids
+        self.ptr.copy_((self.ptr + M) % K)
 
     def forward(self, model, x, ids=None, groups=1):
         q = model(x, groups=groups)                                             # (2N, D)

@@ -62,6 +62,15 @@ def test_moco_queue_enqueues_in_order_and_wraps_around():
     assert moco.queue_ids.tolist() == [5, 1, 2, 3, 4]
 
 
+def test_moco_queue_smaller_than_the_keys_of_a_step_keeps_the_newest_where_order_puts_them():
+    moco = MoCo(Head(), dim=1, queue_size=3)
+    moco.enqueue(torch.tensor([[9.]]), torch.tensor([9]))      # ptr 1
+    keys = torch.arange(5.).view(5, 1)
+    moco.enqueue(keys, torch.arange(5))                           # rows 1,2,0,1,2 in turn: 3, 4 last
+    assert moco.ptr.item() == (1 + 5) % 3
+    assert moco.queue.flatten().tolist() == [2., 3., 4.] and moco.queue_ids.tolist() == [2, 3, 4]
+
+
 def test_moco_loss_is_infonce_against_the_queue_and_keys_carry_no_gradient():
     torch.manual_seed(0)
     model = Head()

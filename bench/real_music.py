@@ -4,8 +4,10 @@
     python bench/real_music.py --only_data           # just build the folders
 
 1. `apt-get download` each package (cached under WORK/debs) and `dpkg -x` it; ufoai's music comes
-   in a .pk3 (a zip). Audio files of at least a minute are tracks; one class per package with at
-   least 8 such tracks.
+   in a .pk3 (a zip). Audio files of at least a minute are tracks, once each: byte-identical copies
+   (drascula ships its music once per language) count once, and a song's separate instrument stems
+   (Frets on Fire: guitar.ogg next to song.ogg) are not tracks of their own. One class per package
+   with at least 8 tracks; a package with fewer gives all its tracks to the unlabeled pool.
 2. Split by track, per class, deterministically (a hash of the file name): half the tracks form
    the unlabeled pool (the compressed files as they are, hard-linked into WORK/pool), the other
    half the labeled set, itself train / valid / test by track (50 / 25 / 25, at least one each).
@@ -15,7 +17,7 @@
    `probe.py` on WORK/labeled: the pretrained, random-init and MFCC rows, one protocol.
 4. The same three rows on `--folds` (5) other splits of the labeled tracks (by track, per class,
    50/25/25 as in step 2, ordered by a hash of the fold and the track), features extracted once:
-   one split of 18 test tracks is noisy (the macro PR-AUC of one row moved by 0.1-0.3 between
+   one split of a few test tracks per class is noisy (the macro PR-AUC of one row moved by 0.1-0.3 between
    splits), so runs are compared on the mean over splits. `--probe_only --out RUN` redoes this.
 Every figure printed comes from this run; wall-clock times include the cache build.
 """
@@ -35,9 +37,13 @@ import torch
 import torchaudio.functional as AF
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ssl_min.audio import AUDIO_EXTENSIONS  # noqa: E402
+
 PACKAGES = ["wesnoth-1.16-music", "ufoai-music", "hyperrogue-music", "colobot-common-sounds", "fillets-ng-data",
-            "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "asc-music", "boswars-data", "fb-music-high"]
-EXTENSIONS = {".ogg", ".mp3", ".flac", ".wav"}
+            "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "asc-music", "boswars-data", "fb-music-high",
+            "drascula-music", "warzone2100-music", "supertux-data", "hedgewars-data", "freedroidrpg-data"]
+STEMS = {"guitar", "rhythm", "drums", "bass", "vocals", "crowd"}     # parts of a song.ogg beside them
 MIN_SECONDS, MIN_TRACKS, CLIP_SECONDS, CLIPS_PER_TRACK, CLIP_RATE = 60.0, 8, 30.0, 4, 22050
 
 
@@ -56,17 +62,25 @@ def fetch(package, work):
 
 
 def tracks_of(folder):
-    """Audio files of at least MIN_SECONDS -> [(path, seconds)], sorted by path."""
-    out = []
+    """Audio files of at least MIN_SECONDS -> [(path, seconds, name)], sorted by path; each
+    recording once (byte-identical copies and instrument stems beside a song.* left out); name:
+    the file's stem, or parent_stem where two tracks share a stem."""
+    out, seen = [], set()
     for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in EXTENSIONS and p.is_file():
-            try:
-                info = sf.info(str(p))
-            except Exception:
-                continue
-            if info.duration >= MIN_SECONDS:
-                out.append((p, info.duration))
-    return out
+        if p.suffix.lower() not in AUDIO_EXTENSIONS or not p.is_file():
+            continue
+        if p.stem.lower() in STEMS and any(q.stem.lower() == "song" for q in p.parent.iterdir()):
+            continue
+        try:
+            info = sf.info(str(p))
+        except Exception:
+            continue
+        digest = hashlib.md5(p.read_bytes()).hexdigest()
+        if info.duration >= MIN_SECONDS and digest not in seen:
+            seen.add(digest)
+            out.append((p, info.duration))
+    stems = [p.stem for p, _ in out]
+    return [(p, sec, p.stem if stems.count(p.stem) == 1 else f"{p.parent.name}_{p.stem}") for p, sec in out]
 
 
 def h01(name):
@@ -74,25 +88,33 @@ def h01(name):
 
 
 def build(work):
-    """-> (pool folder, labeled folder, summary dict)."""
+    """-> (pool folder, labeled folder, summary {"packages", "classes": {package: counts},
+    "pool_only": {package: counts}})."""
     pool, labeled = work / "pool", work / "labeled"
     summary = {}
     if (work / "summary.json").exists():
-        return pool, labeled, json.loads((work / "summary.json").read_text())
+        summary = json.loads((work / "summary.json").read_text())
+        if summary.get("packages") != PACKAGES:
+            raise SystemExit(f"{work} was built from other packages ({summary.get('packages', 'an older list')}): "
+                             f"give another --work, or delete {work}/summary.json, pool and labeled to rebuild")
+        return pool, labeled, summary
+    summary["packages"], summary["classes"], summary["pool_only"] = PACKAGES, {}, {}
     for package in PACKAGES:
         tracks = tracks_of(fetch(package, work))
+        tracks.sort(key=lambda t: (h01(t[0].name), t[2]))
         if len(tracks) < MIN_TRACKS:
-            print(f"{package}: {len(tracks)} tracks of >= {MIN_SECONDS:.0f} s, fewer than {MIN_TRACKS}: not a class")
-            continue
-        tracks.sort(key=lambda t: h01(t[0].name))
-        n_pool = len(tracks) // 2
-        rest = tracks[n_pool:]
-        n_valid = n_test = max(1, len(rest) // 4)
-        parts = {"pool": tracks[:n_pool], "test": rest[:n_test], "valid": rest[n_test:n_test + n_valid],
-                 "train": rest[n_test + n_valid:]}
+            print(f"{package}: {len(tracks)} tracks of >= {MIN_SECONDS:.0f} s, fewer than {MIN_TRACKS}: "
+                  "not a class; its tracks go to the unlabeled pool")
+            parts = {"pool": tracks}
+        else:
+            n_pool = len(tracks) // 2
+            rest = tracks[n_pool:]
+            n_valid = n_test = max(1, len(rest) // 4)
+            parts = {"pool": tracks[:n_pool], "test": rest[:n_test], "valid": rest[n_test:n_test + n_valid],
+                     "train": rest[n_test + n_valid:]}
         for split, items in parts.items():
-            for path, seconds in items:
-                name = f"{package}__{path.stem}"
+            for path, seconds, stem in items:
+                name = f"{package}__{stem}"
                 if split == "pool":
                     dst = pool / package / f"{name}{path.suffix}"
                     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -112,9 +134,10 @@ def build(work):
                     dst = labeled / split / package / f"{name}_{j}.wav"
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     sf.write(dst, x[start + j * n:start + (j + 1) * n], CLIP_RATE)
-        summary[package] = {s: len(v) for s, v in parts.items()} | {
-            "pool_hours": round(sum(s for _, s in parts["pool"]) / 3600, 2)}
-        print(f"{package}: {summary[package]}")
+        counts = {s: len(v) for s, v in parts.items()} | {
+            "pool_hours": round(sum(sec for _, sec, _ in parts["pool"]) / 3600, 2)}
+        summary["classes" if len(parts) > 1 else "pool_only"][package] = counts
+        print(f"{package}: {counts}")
     (work / "summary.json").write_text(json.dumps(summary, indent=1))
     return pool, labeled, summary
 
@@ -151,9 +174,8 @@ def fold_splits(ls, fold):
 
 def probe_folds(checkpoint, labeled, folds, window=0):
     """The probe's three rows on `folds` re-splits of the labeled tracks (features extracted once)
-    -> {row: [per-fold results]}. One split of 18 test tracks is noisy; the mean over re-splits is
+    -> {row: [per-fold results]}. One split of a few test tracks per class is noisy; the mean over re-splits is
     what a comparison between runs should read."""
-    sys.path.insert(0, str(ROOT))
     from probe import frozen_features, probe_features, weights_id
     from ssl_min.extract import recalibrate_batchnorm
     from ssl_min.labeled import LabeledSet, load_labeled, subset
@@ -191,7 +213,7 @@ def probe_folds(checkpoint, labeled, folds, window=0):
 
 
 def print_folds(results, folds):
-    print(f"\nmean over {folds} re-splits of the labeled tracks by track (test: 18 tracks each):\n")
+    print(f"\nmean over {folds} re-splits of the labeled tracks, by track:\n")
     print("| encoder | macro ROC-AUC | macro PR-AUC | accuracy | PR-AUC per split |\n| --- | --- | --- | --- | --- |")
     for name, rs in results.items():
         roc, pr, acc = (np.array([r[k] for r in rs]) for k in ("roc_auc", "pr_auc", "accuracy"))
@@ -213,10 +235,10 @@ def main():
     args = ap.parse_args()
     work = Path(args.work).resolve()
     pool, labeled, summary = build(work)
-    hours = sum(v["pool_hours"] for v in summary.values())
-    n_pool = sum(v["pool"] for v in summary.values())
-    print(f"{len(summary)} classes; pool {n_pool} tracks, {hours:.1f} h; labeled tracks "
-          + ", ".join(f"{s} {sum(v[s] for v in summary.values())}" for s in ("train", "valid", "test")))
+    classes, every = summary["classes"], list(summary["classes"].values()) + list(summary["pool_only"].values())
+    hours, n_pool = sum(v["pool_hours"] for v in every), sum(v["pool"] for v in every)
+    print(f"{len(classes)} classes; pool {n_pool} tracks, {hours:.1f} h; labeled tracks "
+          + ", ".join(f"{s} {sum(v[s] for v in classes.values())}" for s in ("train", "valid", "test")))
     if args.only_data:
         return
     out = Path(args.out or work / "runs" / args.preset)

@@ -5,7 +5,8 @@
     python probe.py --checkpoint runs/clmr/best.pt --data ~/mtt --mtt_split ~/mtt_split --mlp
 
 Three rows, one protocol:
-  pretrained   the checkpoint's encoder (eval mode, no gradients; the projector is dropped)
+  pretrained   the checkpoint's encoder (eval mode, no gradients; the projector is dropped); its
+               output, or with --features blocks the mean and std over time of every block
   random_init  the same architecture, random weights, BatchNorm statistics re-estimated on the
                training audio (so it is not probed with statistics of mean 0, variance 1)
   mfcc         40 MFCCs + deltas, mean and std over each chunk: the hand-crafted baseline
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ssl_min.block_stats import BlockStats
 from ssl_min.checkpoint import write_text_atomic
 from ssl_min.labeled import TooSmall, carve_validation, check_sizes, load_labeled
 from ssl_min.extract import cached_extract, recalibrate_batchnorm
@@ -44,6 +46,10 @@ parser.add_argument("--task", choices=["auto", "multilabel", "multiclass"], defa
 parser.add_argument("--mtt_split", default=None, help="MagnaTagATune only: folder with train/valid/test .npy split files")
 parser.add_argument("--mlp", action="store_true", help="CLMR's MLP head (512 hidden units, Adam, early stopping) "
                     "instead of the linear one; weight decay chosen from the same grid")
+parser.add_argument("--features", choices=["output", "blocks"], default="output",
+                    help="what the encoder rows read: 'output', the representation (CLMR's protocol), or "
+                    "'blocks', the mean and std over time of every block's activations, concatenated "
+                    "(a layer-wise readout: ssl_min/block_stats.py)")
 parser.add_argument("--rows", default="pretrained,random_init,mfcc",
                     help="comma-separated rows of the report: pretrained, random_init, mfcc")
 parser.add_argument("--seed", type=int, default=0, help="random-init weights and the MLP head's init and batch order")
@@ -121,16 +127,18 @@ def main(argv=None):
     if unknown := set(rows) - {"pretrained", "random_init", "mfcc"}:
         raise SystemExit(f"unknown rows {sorted(unknown)}")
     extractors, keys = {}, {}
+    readout = BlockStats if args.features == "blocks" else (lambda m: m)
+    suffix = ":blocks" if args.features == "blocks" else ""
     if "pretrained" in rows:
-        extractors["pretrained"] = encoder.to(device)
-        keys["pretrained"] = weights_id(encoder)
+        extractors["pretrained"] = readout(encoder.to(device))
+        keys["pretrained"] = weights_id(encoder) + suffix
     if "random_init" in rows:
         torch.manual_seed(args.seed)
         random_encoder = SampleCNN(*info["arch"]).to(device)
         n = recalibrate_batchnorm(random_encoder, sets["train"].tracks, chunk, device, seed=args.seed)
         notes.append(f"random_init: BatchNorm statistics re-estimated on {n} training chunks")
         print(notes[-1])
-        extractors["random_init"], keys["random_init"] = random_encoder, weights_id(random_encoder)
+        extractors["random_init"], keys["random_init"] = readout(random_encoder), weights_id(random_encoder) + suffix
     if "mfcc" in rows:
         extractors["mfcc"] = MFCCStats(rate).to(device)
         keys["mfcc"] = f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"

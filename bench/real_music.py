@@ -172,11 +172,12 @@ def fold_splits(ls, fold):
     return out
 
 
-def probe_folds(checkpoint, labeled, folds, window=0):
+def probe_folds(checkpoint, labeled, folds, window=0, features="output"):
     """The probe's three rows on `folds` re-splits of the labeled tracks (features extracted once)
     -> {row: [per-fold results]}. One split of a few test tracks per class is noisy; the mean over re-splits is
     what a comparison between runs should read."""
     from probe import frozen_features, probe_features, weights_id
+    from ssl_min.block_stats import BlockStats
     from ssl_min.extract import recalibrate_batchnorm
     from ssl_min.labeled import LabeledSet, load_labeled, subset
     from ssl_min.load import load_encoder
@@ -190,8 +191,9 @@ def probe_folds(checkpoint, labeled, folds, window=0):
     torch.manual_seed(0)
     random_encoder = SampleCNN(*info["arch"])
     recalibrate_batchnorm(random_encoder, sets["train"].tracks, chunk, torch.device("cpu"), seed=0)
-    extractors = {"pretrained": encoder, "random_init": random_encoder, "mfcc": MFCCStats(rate)}
-    keys = {"pretrained": weights_id(encoder), "random_init": weights_id(random_encoder),
+    readout, suffix = (BlockStats, ":blocks") if features == "blocks" else ((lambda m: m), "")
+    extractors = {"pretrained": readout(encoder), "random_init": readout(random_encoder), "mfcc": MFCCStats(rate)}
+    keys = {"pretrained": weights_id(encoder) + suffix, "random_init": weights_id(random_encoder) + suffix,
             "mfcc": f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"}
     feats = frozen_features(extractors, keys, {"all": every}, chunk, torch.device("cpu"),
                             Path(checkpoint).parent / "embeddings", num_workers=2)
@@ -230,6 +232,8 @@ def main():
     ap.add_argument("--only_data", action="store_true", help="build the folders and stop")
     ap.add_argument("--folds", type=int, default=5, help="re-splits of the labeled tracks for the mean (0: none)")
     ap.add_argument("--probe_only", action="store_true", help="probe an existing run folder (--out) again")
+    ap.add_argument("--features", choices=["output", "blocks"], default="output",
+                    help="probe.py --features: the encoder's output, or every block's mean and std over time")
     ap.add_argument("--window", type=int, default=0, help="re-splits only: probe windows of this many samples "
                     "(0: the training chunk; longer ones need a mean-pooled encoder)")
     args = ap.parse_args()
@@ -243,12 +247,12 @@ def main():
         return
     out = Path(args.out or work / "runs" / args.preset)
     if args.probe_only:
-        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds, args.window), args.folds)
+        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds, args.window, args.features), args.folds)
         return
     t_train = run([sys.executable, "train.py", "--data", str(pool), "--preset", args.preset, "--out", str(out),
                    *args.train_args.split()], out.parent / f"{out.name}_train.log")
-    t_probe = run([sys.executable, "probe.py", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(labeled)],
-                  out.parent / f"{out.name}_probe.log")
+    t_probe = run([sys.executable, "probe.py", "--checkpoint", str(out / "checkpoint.pt"), "--data", str(labeled),
+                   "--features", args.features], out.parent / f"{out.name}_probe.log")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     wait = np.mean([r["data_wait"] for r in rows[1:]]) if len(rows) > 1 else float("nan")
     report = json.loads((out / "probe_checkpoint.json").read_text())
@@ -260,7 +264,7 @@ def main():
         print(f"| {name} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['roc_auc']:.3f} | {r['pr_auc']:.3f} "
               f"| {r['head']['l2']:g} |")
     if args.folds:
-        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds, args.window), args.folds)
+        print_folds(probe_folds(out / "checkpoint.pt", labeled, args.folds, args.window, args.features), args.folds)
 
 
 if __name__ == "__main__":

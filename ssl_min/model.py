@@ -101,8 +101,27 @@ class SampleCNN(nn.Module):
             return h.flatten(2).mean(dim=-1)                    # (B, C), the tutorial's pooling
         return h.flatten(1)                                     # (B, C), T' == 1
 
-    def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 1, T) -> (B, C, 1, T') channels-last: self.net's modules, run as 2-D ops."""
+    def block_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (B, 1, T) -> the activations after every ReLU, in order: the stem's, each block's
+        (after its pooling) and the last conv's, n_blocks + 2 tensors (B, C_i, T_i) (the last one
+        is what forward() pools or flattens). What a layer-wise probe reads."""
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        outs = []
+        if self.layout == "channels_last":
+            self.forward_channels_last(x, outs)
+            return [h.flatten(2) for h in outs]                 # (B, C, 1, T) -> (B, C, T), views
+        h = x
+        for i, m in enumerate(self.net):
+            h = m(h)
+            nxt = self.net[i + 1] if i + 1 < len(self.net) else None
+            if isinstance(m, nn.MaxPool1d) or (isinstance(m, nn.ReLU) and not isinstance(nxt, nn.MaxPool1d)):
+                outs.append(h)
+        return outs
+
+    def forward_channels_last(self, x: torch.Tensor, outs: list | None = None) -> torch.Tensor:
+        """x: (B, 1, T) -> (B, C, 1, T') channels-last: self.net's modules, run as 2-D ops.
+        outs: if a list, every post-ReLU activation is appended to it (block_outputs)."""
         h = x.unsqueeze(2)                                      # (B, 1, 1, T): a 1-channel image row
         layers = list(self.net)
         for i, m in enumerate(layers):
@@ -118,8 +137,12 @@ class SampleCNN(nn.Module):
                 if i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool1d):
                     continue                                    # pool first, then ReLU (they commute)
                 h = torch.relu_(h)                              # in place: BatchNorm keeps its input, not its output
+                if outs is not None:
+                    outs.append(h)
             elif isinstance(m, nn.MaxPool1d):
                 h = torch.relu_(F.max_pool2d(h, (1, m.kernel_size), (1, m.stride)))
+                if outs is not None:
+                    outs.append(h)
             else:                                               # BatchNorm
                 h = m(h)
         return h

@@ -48,7 +48,8 @@ def _decode_into(path, tracks, offsets, sample_rate, dtype, workers, verbose):
     # spawn, not fork: a forked child of a process that already ran torch ops can deadlock.
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     decoded = pool.imap(_decode, tracks, chunksize=1) if pool else map(_decode, tracks)
-    bar = tqdm(total=int(offsets[-1]) / sample_rate / 3600, unit="h", desc="decoding once", disable=not verbose,
+    # counted in samples (integers: a float sum of hours overshot its total), shown in hours
+    bar = tqdm(total=int(offsets[-1]), unit_scale=1 / (sample_rate * 3600), desc="decoding once", disable=not verbose,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]")
     try:
         for i, x in enumerate(decoded):
@@ -56,7 +57,7 @@ def _decode_into(path, tracks, offsets, sample_rate, dtype, workers, verbose):
             if dtype == "int16":
                 x = np.round(np.clip(x, -1, 1) * 32767)
             array[offsets[i]:offsets[i] + len(x)] = x      # a short decode stays zero-padded
-            bar.update(tracks[i].length / sample_rate / 3600)
+            bar.update(int(tracks[i].length))
     finally:
         bar.close()
         if pool:

@@ -2,13 +2,14 @@
 F.conv1d and CLMR's nn.Conv1d / BatchNorm1d / ReLU / MaxPool1d stack, outputs and gradients."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ssl_min.conv import CL, conv1d_cl, weight_grad
-from ssl_min.model import SampleCNN, build_model
+from ssl_min.model import CLMR_CHANNELS, SampleCNN, build_model
 
 
 def to_cl(x):
@@ -147,3 +148,45 @@ def test_keep_freed_memory_applies_on_glibc_and_can_be_undone():
         assert state.startswith("glibc malloc keeps freed memory"), state
         assert keep_freed_memory(False).startswith("glibc malloc with its default settings")
         assert keep_freed_memory(True) == state
+
+
+@pytest.mark.parametrize("n_blocks,width,pool", [(3, 0.25, "flatten"), (4, 0.5, "mean")])
+def test_block_outputs_agree_between_layouts_and_end_in_the_output(n_blocks, width, pool):
+    """Every post-ReLU activation (stem, each pooled block, last conv), in both formulations."""
+    torch.manual_seed(0)
+    fast = SampleCNN(n_blocks, width, pool).double().eval()
+    ref = copy.deepcopy(fast)
+    ref.layout = "reference"
+    x = torch.randn(3, 1, 3 ** (n_blocks + 1) * (2 if pool == "mean" else 1), dtype=torch.float64)
+    got, want = fast.block_outputs(x), ref.block_outputs(x)
+    assert len(got) == len(want) == n_blocks + 2
+    ch = [max(1, round(c * width)) for c in CLMR_CHANNELS]
+    shapes = [(3, ch[i], x.shape[-1] // 3 ** (i + 1)) for i in range(n_blocks + 1)] + [(3, ch[-1], x.shape[-1] // 3 ** (n_blocks + 1))]
+    for g, w, shape in zip(got, want, shapes):
+        assert g.shape == w.shape == shape
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+        assert (w >= 0).all()                                   # after a ReLU
+    out = fast(x)
+    torch.testing.assert_close(out, want[-1].mean(-1) if pool == "mean" else want[-1].flatten(1))
+
+
+def ref_layout(model):
+    ref = copy.deepcopy(model)
+    ref.layout = "reference"
+    return ref
+
+
+def test_block_stats_are_each_blocks_mean_and_std_over_time():
+    from ssl_min.block_stats import BlockStats
+    torch.manual_seed(0)
+    enc = SampleCNN(3, 0.25, "mean").double().eval()
+    x = torch.randn(2, 1, 3 ** 4 * 2, dtype=torch.float64)
+    with torch.no_grad():
+        feats, blocks = BlockStats(enc)(x), ref_layout(enc).block_outputs(x)
+    want = []
+    for h in blocks:                              # numpy, per block: mean and population std
+        a = h.numpy()
+        want += [a.mean(-1)] + ([a.std(-1)] if a.shape[-1] > 1 else [])
+    np.testing.assert_allclose(feats.numpy(), np.concatenate(want, 1), rtol=1e-9, atol=1e-12)
+    assert feats.shape == (2, sum(w.shape[1] for w in want))
+    assert list(BlockStats(enc).parameters()) == list(enc.parameters())   # a view: nothing of its own

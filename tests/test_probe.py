@@ -72,6 +72,22 @@ def test_end_to_end_three_rows_chosen_heads_and_a_named_result_file(checkpoint, 
     assert (checkpoint.parent / "probe_best.json").exists() and (checkpoint.parent / "probe_checkpoint.json").exists()
 
 
+def test_block_features_are_probed_and_cached_apart_from_the_output(checkpoint, tmp_path):
+    data = tutorial_layout(tmp_path / "labeled", 16)
+    rows = ["--rows", "pretrained,random_init", "--num_workers", "0"]
+    out = probe.main(["--checkpoint", str(checkpoint), "--data", str(data), *rows])
+    cache = checkpoint.parent / "embeddings"
+    n_output = len(list(cache.glob("*.pt")))
+    blocks = probe.main(["--checkpoint", str(checkpoint), "--data", str(data), *rows, "--features", "blocks",
+                         "--out", str(tmp_path / "blocks.json")])
+    assert len(list(cache.glob("*.pt"))) == 2 * n_output          # new features, not the output's reread
+    assert blocks["config"]["features"] == "blocks" and out["config"]["features"] == "output"
+    for name in ("pretrained", "random_init"):
+        assert np.isfinite(blocks["results"][name]["roc_auc"])
+    dims = [torch.load(p, weights_only=True)["train"][0].shape[1] for p in cache.glob("*.pt")]
+    assert sorted(set(dims))[0] < sorted(set(dims))[-1]           # the readout is wider than the output
+
+
 def test_one_hot_columns_are_a_multiclass_task_with_comparable_columns(checkpoint, tmp_path):
     data = tutorial_layout(tmp_path / "onehot", 16, splits=("train", "valid", "test"), one_hot=True)
     sets = load_labeled(data, SR)

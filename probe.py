@@ -62,6 +62,31 @@ def weights_id(module):
     return hashlib.sha1(b"".join(v.cpu().numpy().tobytes() for v in module.state_dict().values())).hexdigest()
 
 
+def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="output", seed=0, notes=None):
+    """The report's rows as extractors (B, 1, chunk) -> (B, D), each with a cache key naming its
+    weights and readout -> (extractors, keys). The random-init encoder is built from `seed` and its
+    BatchNorm statistics re-estimated on `train_tracks` (said in `notes`, a list, and printed)."""
+    readout, suffix = (BlockStats, ":blocks") if features == "blocks" else ((lambda m: m), "")
+    extractors, keys = {}, {}
+    if "pretrained" in rows:
+        extractors["pretrained"] = readout(encoder.to(device))
+        keys["pretrained"] = weights_id(encoder) + suffix
+    if "random_init" in rows:
+        torch.manual_seed(seed)
+        random_encoder = SampleCNN(*info["arch"]).to(device)
+        n = recalibrate_batchnorm(random_encoder, train_tracks, chunk, device, seed=seed)
+        note = f"random_init: BatchNorm statistics re-estimated on {n} training chunks"
+        print(note)
+        if notes is not None:
+            notes.append(note)
+        extractors["random_init"], keys["random_init"] = readout(random_encoder), weights_id(random_encoder) + suffix
+    if "mfcc" in rows:
+        rate = info["sample_rate"]
+        extractors["mfcc"] = MFCCStats(rate).to(device)
+        keys["mfcc"] = f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"
+    return extractors, keys
+
+
 def frozen_features(extractors, keys, sets, chunk, device, cache_dir, num_workers=0):
     """cached_extract() with the proof that no extractor changed: gradients off, eval mode, and
     every tensor of every state dict (BatchNorm statistics included) equal before and after."""
@@ -126,22 +151,8 @@ def main(argv=None):
     rows = [r for r in args.rows.split(",") if r]
     if unknown := set(rows) - {"pretrained", "random_init", "mfcc"}:
         raise SystemExit(f"unknown rows {sorted(unknown)}")
-    extractors, keys = {}, {}
-    readout = BlockStats if args.features == "blocks" else (lambda m: m)
-    suffix = ":blocks" if args.features == "blocks" else ""
-    if "pretrained" in rows:
-        extractors["pretrained"] = readout(encoder.to(device))
-        keys["pretrained"] = weights_id(encoder) + suffix
-    if "random_init" in rows:
-        torch.manual_seed(args.seed)
-        random_encoder = SampleCNN(*info["arch"]).to(device)
-        n = recalibrate_batchnorm(random_encoder, sets["train"].tracks, chunk, device, seed=args.seed)
-        notes.append(f"random_init: BatchNorm statistics re-estimated on {n} training chunks")
-        print(notes[-1])
-        extractors["random_init"], keys["random_init"] = readout(random_encoder), weights_id(random_encoder) + suffix
-    if "mfcc" in rows:
-        extractors["mfcc"] = MFCCStats(rate).to(device)
-        keys["mfcc"] = f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"
+    extractors, keys = row_extractors(rows, encoder, info, sets["train"].tracks, chunk, device, args.features,
+                                      args.seed, notes)
     features = frozen_features(extractors, keys, sets, chunk, device, Path(args.checkpoint).parent / "embeddings",
                                num_workers=args.num_workers)
     results = {name: probe_features(features[name], sets, args) for name in rows}

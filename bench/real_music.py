@@ -75,8 +75,10 @@ def tracks_of(folder):
             info = sf.info(str(p))
         except Exception:
             continue
+        if info.duration < MIN_SECONDS:
+            continue
         digest = hashlib.md5(p.read_bytes()).hexdigest()
-        if info.duration >= MIN_SECONDS and digest not in seen:
+        if digest not in seen:
             seen.add(digest)
             out.append((p, info.duration))
     stems = [p.stem for p, _ in out]
@@ -176,25 +178,16 @@ def probe_folds(checkpoint, labeled, folds, window=0, features="output"):
     """The probe's three rows on `folds` re-splits of the labeled tracks (features extracted once)
     -> {row: [per-fold results]}. One split of a few test tracks per class is noisy; the mean over re-splits is
     what a comparison between runs should read."""
-    from probe import frozen_features, probe_features, weights_id
-    from ssl_min.block_stats import BlockStats
-    from ssl_min.extract import recalibrate_batchnorm
+    from probe import frozen_features, probe_features, row_extractors
     from ssl_min.labeled import LabeledSet, load_labeled, subset
     from ssl_min.load import load_encoder
-    from ssl_min.mfcc import MFCCStats
-    from ssl_min.model import SampleCNN
     encoder, info = load_encoder(checkpoint)
     rate, chunk = info["sample_rate"], window or info["chunk_samples"]
     sets = load_labeled(labeled, rate)
     every = LabeledSet([t for ls in sets.values() for t in ls.tracks],
                        np.concatenate([ls.targets for ls in sets.values()]), sets["train"].names, "multiclass")
-    torch.manual_seed(0)
-    random_encoder = SampleCNN(*info["arch"])
-    recalibrate_batchnorm(random_encoder, sets["train"].tracks, chunk, torch.device("cpu"), seed=0)
-    readout, suffix = (BlockStats, ":blocks") if features == "blocks" else ((lambda m: m), "")
-    extractors = {"pretrained": readout(encoder), "random_init": readout(random_encoder), "mfcc": MFCCStats(rate)}
-    keys = {"pretrained": weights_id(encoder) + suffix, "random_init": weights_id(random_encoder) + suffix,
-            "mfcc": f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"}
+    extractors, keys = row_extractors(["pretrained", "random_init", "mfcc"], encoder, info, sets["train"].tracks,
+                                      chunk, torch.device("cpu"), features)
     feats = frozen_features(extractors, keys, {"all": every}, chunk, torch.device("cpu"),
                             Path(checkpoint).parent / "embeddings", num_workers=2)
     args = argparse.Namespace(mlp=False, seed=0)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.audio import scan_folder, tracks_from  # noqa: E402
-from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
+from ssl_min.config import PRESETS, Config, native_bf16, resolve  # noqa: E402
 from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
 from ssl_min.model import build_model  # noqa: E402
@@ -116,10 +116,10 @@ def main():
     print(f"{'source':<20}" + "".join(f"{f'{w} workers':>14}" for w in (0, 1, 2)) + "   (chunk pairs / s)")
     for name, source in sources.items():
         print(f"{name:<20}" + "".join(f"{pairs_per_second(source, w, cfg, args):14.1f}" for w in (0, 1, 2)))
-    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    for precision in ("fp32", "bf16") if native_bf16 else ("fp32",):
+    bf16_ok = native_bf16("cpu")
+    for precision in ("fp32", "bf16") if bf16_ok else ("fp32",):
         print(f"{'model needs (' + precision + ')':<20}{train_pairs_per_second(precision, cfg, args):14.1f}   pairs / s, one training step")
-    if not native_bf16:
+    if not bf16_ok:
         print("(bf16 not native on this CPU: emulated, ~100x slower, not timed; train.py uses fp32 here)")
     if args.index_files:
         first, cached = index_startup(tmp / "many", args.index_files)

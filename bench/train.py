@@ -27,7 +27,7 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.augment import build_chain  # noqa: E402
-from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
+from ssl_min.config import PRESETS, Config, native_bf16, resolve  # noqa: E402
 from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
 from ssl_min.model import CLMR_CHANNELS, ContrastiveModel, build_model  # noqa: E402
@@ -71,12 +71,6 @@ def cpu_name():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
-
-
-def native_bf16():
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def matmul_peak(dtype, n=2048, reps=10, trials=3):
@@ -142,7 +136,7 @@ def seconds_per_augmentation(chain, x):
     return (time.perf_counter() - t0) / args.steps
 
 
-bf16_ok = native_bf16()
+bf16_ok = native_bf16(device)
 cap = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else "cuda"
 peak = {"fp32": matmul_peak(torch.float32)}
 if bf16_ok:

@@ -144,8 +144,16 @@ def resolve(cfg: Config) -> Config:
         if cfg.device == "cuda":
             cfg.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
-            cfg.precision = "bf16" if torch.cpu._is_avx512_bf16_supported() else "fp32"
+            cfg.precision = "bf16" if native_bf16("cpu") else "fp32"
     return cfg
+
+
+def native_bf16(device="cpu") -> bool:
+    """Does this device compute bf16 in hardware? CUDA: as torch says; CPU: AVX512-BF16 or AMX
+    (otherwise bf16 is emulated, ~100x slower than fp32, so "auto" must not pick it)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def get_lr(step, cfg):

@@ -26,7 +26,7 @@ def losses(out):
 
 def test_two_steps_write_config_metrics_and_loadable_checkpoints(audio_dir, tmp_path):
     out = tmp_path / "run"
-    run(audio_dir, out, "--max_steps", "2")                     # precision auto: bf16 on this CPU
+    run(audio_dir, out, "--max_steps", "2")                     # precision auto: bf16 or fp32, by CPU
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 2 and set(ckpt) >= {"model", "optimizer", "scaler", "step", "epoch", "config", "rng"}
     assert json.loads((out / "config.json").read_text()) == ckpt["config"]
@@ -101,6 +101,16 @@ def test_flags_that_would_lie_are_refused(audio_dir, tmp_path, capsys):
         run(audio_dir, tmp_path / "b", "--lowpass_max", "4000")   # at the Nyquist frequency of 8 kHz
     with pytest.raises(SystemExit, match="--data is required"):
         train.main(["--preset", "clmr", "--out", str(tmp_path / "c")])
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "fp32"), (True, False, "bf16"),
+                                                         (False, True, "bf16")])
+def test_auto_precision_on_cpu_picks_bf16_only_where_it_is_native(monkeypatch, avx512_bf16, amx, expected):
+    from ssl_min.config import Config, resolve
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    cfg = resolve(Config(data="x", device="cpu", precision="auto"))
+    assert cfg.precision == expected                  # emulated bf16 (AVX2 only) is ~100x slower
 
 
 def test_the_default_run_folder_is_named_after_the_preset(audio_dir, tmp_path, monkeypatch):

@@ -28,9 +28,7 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 class BYOL(Objective):
     def __init__(self, model: nn.Module, dim: int, hidden: int, momentum: float = 0.99):
         super().__init__()
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.target = momentum_copy(model)
+        self.target = momentum_copy(model, momentum)
         self.predictor = nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
                                        nn.Linear(hidden, dim))
         self.base_momentum = momentum

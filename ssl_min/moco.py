@@ -27,10 +27,9 @@ class MoCo(Objective):
     def __init__(self, model: nn.Module, dim: int, queue_size: int = 4096, momentum: float = 0.99,
                  temperature: float = 0.2):
         super().__init__()
-        if queue_size < 1 or not 0 <= momentum < 1 or temperature <= 0:
-            raise ValueError(f"need queue_size >= 1, 0 <= momentum < 1, temperature > 0; got {queue_size}, "
-                             f"{momentum}, {temperature}")
-        self.key_encoder = momentum_copy(model)
+        if queue_size < 1 or temperature <= 0:
+            raise ValueError(f"need queue_size >= 1 and temperature > 0; got {queue_size}, {temperature}")
+        self.key_encoder = momentum_copy(model, momentum)
         self.momentum, self.temperature = momentum, temperature
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))   # (K, D)
         self.register_buffer("queue_ids", torch.full((queue_size,), -1, dtype=torch.long))  # -1: no track

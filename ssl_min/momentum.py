@@ -1,6 +1,6 @@
 """A slowly moving copy of a network: the key encoder of MoCo, the target network of BYOL.
 
-    target = momentum_copy(model)            # same weights, no gradients, never in an optimizer
+    target = momentum_copy(model, m)         # same weights, no gradients, never in an optimizer
     ema_update(target, model, m)             # after each optimizer step: t <- m t + (1 - m) o
     byol_momentum(base, progress)            # BYOL's schedule: base -> 1 along a half cosine
 
@@ -14,8 +14,11 @@ import torch
 import torch.nn as nn
 
 
-def momentum_copy(model: nn.Module) -> nn.Module:
-    """A deep copy whose parameters never require gradients."""
+def momentum_copy(model: nn.Module, momentum: float) -> nn.Module:
+    """A deep copy whose parameters never require gradients, to follow `model` with `momentum`
+    (checked here, once for MoCo and BYOL: 0 <= m < 1)."""
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     target = copy.deepcopy(model)
     for p in target.parameters():
         p.requires_grad_(False)

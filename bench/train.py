@@ -30,7 +30,7 @@ from ssl_min.augment import build_chain  # noqa: E402
 from ssl_min.config import PRESETS, Config, native_bf16, resolve  # noqa: E402
 from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
-from ssl_min.model import ContrastiveModel, build_model, channels  # noqa: E402
+from ssl_min.model import CLMR_CHANNELS, ContrastiveModel, build_model  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -46,9 +46,9 @@ class CLMRSampleCNN(nn.Module):
     """The yardstick: SampleCNN as CLMR's sample_cnn.py writes it, nn.Conv1d / BatchNorm1d / ReLU /
     MaxPool1d on (B, C, T) tensors. Same parameter names as ssl_min's, so the same weights load."""
 
-    def __init__(self, n_blocks, width, pool, tail_width=0.0):
+    def __init__(self, n_blocks, width, pool):
         super().__init__()
-        ch = channels(n_blocks, width, tail_width)
+        ch = [max(1, round(c * width)) for c in CLMR_CHANNELS]
         layers = [nn.Conv1d(1, ch[0], 3, stride=3), nn.BatchNorm1d(ch[0]), nn.ReLU()]
         for i in range(n_blocks):
             layers += [nn.Conv1d(ch[i], ch[i + 1], 3, padding=1), nn.BatchNorm1d(ch[i + 1]), nn.ReLU(), nn.MaxPool1d(3)]
@@ -156,9 +156,9 @@ for name in args.models.split(","):
     cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type}))
     batch = args.batch or cfg.batch_size
     torch.manual_seed(0)
-    ours = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.tail_width).to(device)
-    ref = ContrastiveModel(CLMRSampleCNN(cfg.n_blocks, cfg.width, cfg.pool, cfg.tail_width),
-                           build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.tail_width).projector)
+    ours = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(device)
+    ref = ContrastiveModel(CLMRSampleCNN(cfg.n_blocks, cfg.width, cfg.pool),
+                           build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).projector)
     ref.load_state_dict(ours.state_dict())         # the same weights in both formulations
     ref.to(device)
     x = torch.randn(2 * batch, 1, cfg.chunk_samples, device=device)

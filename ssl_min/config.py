@@ -39,7 +39,6 @@ class Config:
     sample_rate: int = F(22050, "the model's rate; files at other rates are resampled (CLMR: 22050)")
     n_blocks: int = F(9, "SampleCNN blocks; each divides time by 3 (CLMR: 9 -> 59049 samples)")
     width: float = F(1.0, "channel multiplier (CLMR: 1.0); 0.5 is ~4x cheaper")
-    tail_width: float = F(0.0, "channel multiplier of the last three blocks and the last conv, which run on a few frames (cheap to widen); sets the output's width 512 * tail_width (0: as width)")
     pool: str = F("flatten", "'flatten' (CLMR: chunk must be 3^(n_blocks+1)) or 'mean' (any chunk length)", ["flatten", "mean"])
     chunk_samples: int = F(0, "samples per chunk; 0 = 3^(n_blocks+1), the receptive field")
     proj_hidden: int = F(512, "projector hidden width")

@@ -60,12 +60,11 @@ def load_encoder(path):
     ckpt = _torch_load(path)
     if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:          # ssl_min's own
         cfg = ckpt["config"]
-        arch = (cfg["n_blocks"], cfg["width"], cfg["pool"], cfg.get("tail_width", 0.0))   # older runs: no tail_width
-        encoder = SampleCNN(*arch)
+        encoder = SampleCNN(cfg["n_blocks"], cfg["width"], cfg["pool"])
         encoder.load_state_dict({k[len("encoder."):]: v for k, v in ckpt["model"].items()
                                  if k.startswith("encoder.")})
         info = {"sample_rate": cfg["sample_rate"], "chunk_samples": cfg["chunk_samples"], "source": "ssl_min",
-                "arch": arch, "train_config": cfg}
+                "arch": (cfg["n_blocks"], cfg["width"], cfg["pool"]), "train_config": cfg}
     elif isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt:          # CLMR, Lightning
         state = {k[len("model.encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.encoder.")}
         encoder, info = _clmr(state, "CLMR (PyTorch Lightning checkpoint)")
@@ -84,4 +83,4 @@ def _clmr(state, source):
     encoder = SampleCNN(CLMR_INFO["n_blocks"], 1.0, "flatten")
     encoder.load_state_dict(clmr_to_ssl_min(state, CLMR_INFO["n_blocks"]))       # strict
     return encoder, {"sample_rate": CLMR_INFO["sample_rate"], "chunk_samples": CLMR_INFO["chunk_samples"],
-                     "source": source, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten", 0.0), "train_config": None}
+                     "source": source, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten"), "train_config": None}

@@ -8,8 +8,7 @@ stem, then blocks of Conv1d(k=3) + BN + ReLU + MaxPool(3). Each block divides ti
     h: (B, 512)                     ->  z: (B, 64)       projector (only the contrastive loss sees z)
 
 Knobs for small runs keep the same code path: `n_blocks` (input length 3^(n_blocks+1)),
-`width` (channel multiplier), `tail_width` (another multiplier for the last three blocks and
-the last conv, which run on a few frames each, so widening them costs little) and `pool="mean"` (the DL101 tutorial's average over time, so any
+`width` (channel multiplier) and `pool="mean"` (the DL101 tutorial's average over time, so any
 input length works). This file does no I/O.
 
 Two formulations of one network, one set of parameters (CLMR's shapes and state-dict keys):
@@ -27,19 +26,6 @@ from ssl_min.conv import CL, conv1d_cl
 
 # CLMR's channels: the stem's output, then the output of each of the 9 blocks.
 CLMR_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
-
-
-def channels(n_blocks: int, width: float, tail_width: float = 0.0) -> list[int]:
-    """CLMR's channel counts times `width` -> [stem, block 1 .. block 9] (10 numbers; a model with
-    n blocks uses the first n + 1, and its last conv maps block n's output to the last number).
-    tail_width > 0 multiplies CLMR's counts for the outputs of the last three blocks used and of
-    the last conv instead: the coarsest time scales, a few frames each, where the output's width
-    is decided."""
-    ch = [max(1, round(c * width)) for c in CLMR_CHANNELS]
-    if tail_width:
-        for i in [*range(max(1, n_blocks - 2), n_blocks + 1), len(ch) - 1]:
-            ch[i] = max(1, round(CLMR_CHANNELS[i] * tail_width))
-    return ch
 
 
 class BatchNorm(nn.BatchNorm1d):
@@ -74,13 +60,11 @@ class SampleCNN(nn.Module):
     n_blocks: number of Conv-BN-ReLU-MaxPool(3) blocks (CLMR: 9); input length 3^(n_blocks+1)
               when pool="flatten".
     width:    multiplies every channel count (CLMR: 1.0). out_dim = round(512 * width).
-    tail_width: if > 0, multiplies the last three blocks' and the last conv's channels instead
-              (`channels`); out_dim = round(512 * tail_width).
     pool:     "flatten" (CLMR: the time axis must be 1 frame at the end) or "mean" (average
               over time, any input length >= 3^(n_blocks+1)).
     """
 
-    def __init__(self, n_blocks: int = 9, width: float = 1.0, pool: str = "flatten", tail_width: float = 0.0,
+    def __init__(self, n_blocks: int = 9, width: float = 1.0, pool: str = "flatten",
                  layout: str = "channels_last"):
         super().__init__()
         if layout not in ("channels_last", "reference"):
@@ -90,9 +74,7 @@ class SampleCNN(nn.Module):
             raise ValueError(f"n_blocks must be in 1..9, got {n_blocks}")
         if pool not in ("flatten", "mean"):
             raise ValueError(f"pool must be 'flatten' or 'mean', got {pool!r}")
-        if tail_width < 0:
-            raise ValueError(f"tail_width must be >= 0 (0: the same as width), got {tail_width}")
-        ch = channels(n_blocks, width, tail_width)
+        ch = [max(1, round(c * width)) for c in CLMR_CHANNELS]
         self.n_blocks, self.pool = n_blocks, pool
         self.input_samples = 3 ** (n_blocks + 1)  # the receptive field: one output frame
         self.out_dim = ch[-1]
@@ -194,7 +176,7 @@ class ContrastiveModel(nn.Module):
         return self.projector(h)
 
 
-def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64, tail_width=0.0):
+def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64):
     """The one place both scripts build the network from config fields."""
-    encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool, tail_width=tail_width)
+    encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool)
     return ContrastiveModel(encoder, Projector(encoder.out_dim, proj_hidden, proj_dim))

@@ -132,19 +132,3 @@ def test_probe_py_takes_a_clmr_checkpoint(tmp_path):
     report = probe.main(["--checkpoint", str(tmp_path / "clmr.pt"), "--data", str(data), "--num_workers", "0",
                          "--rows", "pretrained"])
     assert report["encoder"] == "CLMR (state dict)" and np.isfinite(report["results"]["pretrained"]["roc_auc"])
-
-
-def test_a_wide_tail_checkpoint_loads_and_one_written_before_tail_width_still_does(audio_dir, tmp_path):
-    train.main(["--data", str(audio_dir), "--out", str(tmp_path / "run"), *TINY, "--max_steps", "1",
-                "--tail_width", "0.5"])
-    encoder, info = load_encoder(tmp_path / "run" / "checkpoint.pt")
-    assert encoder.out_dim == 256 and info["arch"][3] == 0.5
-    assert SampleCNN(*info["arch"]).state_dict().keys() == encoder.state_dict().keys()   # the probe's random row
-    old = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    old["config"].pop("tail_width")                                 # as every checkpoint before the field
-    model = SampleCNN(old["config"]["n_blocks"], old["config"]["width"], old["config"]["pool"])
-    old["model"] = {**{f"encoder.{k}": v for k, v in model.state_dict().items()},
-                    **{k: v for k, v in old["model"].items() if not k.startswith("encoder.")}}
-    torch.save(old, tmp_path / "old.pt")
-    encoder, info = load_encoder(tmp_path / "old.pt")
-    assert info["arch"][3] == 0.0 and encoder.out_dim == model.out_dim

@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ssl_min.loss import NTXent
-from ssl_min.model import CLMR_CHANNELS, SampleCNN, build_model, channels
+from ssl_min.model import SampleCNN, build_model
 
 
 def test_clmr_samplecnn_has_clmr_parameter_count():
@@ -23,19 +23,6 @@ def test_clmr_shapes():
         assert enc(torch.randn(2, 1, 59049)).shape == (2, 512)
     with pytest.raises(ValueError, match="59049"):
         enc(torch.randn(2, 1, 30000))
-
-
-def test_tail_width_widens_only_the_last_three_blocks_and_the_last_conv():
-    assert channels(9, 0.5) == [round(c / 2) for c in CLMR_CHANNELS]
-    assert channels(7, 0.25, 1.0) == [32, 32, 32, 64, 64, 256, 256, 256, 64, 512]    # block 8 unused at 7 blocks
-    assert channels(9, 0.25, 1.0) == [32, 32, 32, 64, 64, 64, 64, 256, 256, 512]
-    assert channels(2, 0.25, 1.0)[:3] == [32, 128, 128]                              # never the stem
-    enc = SampleCNN(7, 0.25, "mean", tail_width=1.0)
-    convs = [m for m in enc.net if isinstance(m, torch.nn.Conv1d)]
-    assert [c.out_channels for c in convs] == [32, 32, 32, 64, 64, 256, 256, 256, 512]
-    assert enc.out_dim == 512 and enc(torch.randn(2, 1, 3 ** 8)).shape == (2, 512)
-    with pytest.raises(ValueError, match="tail_width"):
-        SampleCNN(3, 0.25, "mean", tail_width=-1.0)
 
 
 @pytest.mark.parametrize("n_blocks,width,pool,T,dim", [

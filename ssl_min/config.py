@@ -142,10 +142,7 @@ def resolve(cfg: Config) -> Config:
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.precision == "auto":
-        if cfg.device == "cuda":
-            cfg.precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            cfg.precision = "bf16" if native_bf16("cpu") else "fp32"
+        cfg.precision = "bf16" if native_bf16(cfg.device) else "fp16" if cfg.device == "cuda" else "fp32"
     return cfg
 
 

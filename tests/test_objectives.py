@@ -43,13 +43,13 @@ def test_ema_update_and_byol_schedule_follow_their_formulas():
     for t, b, o in zip(target.parameters(), before, online.parameters()):
         torch.testing.assert_close(t, 0.9 * b + 0.1 * o)
     assert byol_momentum(0.996, 0.0) == 0.996
+    assert math.isclose(byol_momentum(0.996, 0.5), 1 - 0.004 / 2)
+    assert byol_momentum(0.996, 1.0) == 1.0
     for bad in (1.0, -0.1):                            # MoCo and BYOL both build their copy here
         with pytest.raises(ValueError, match="momentum must be in"):
             MoCo(online, 4, momentum=bad)
         with pytest.raises(ValueError, match="momentum must be in"):
             BYOL(online, 4, 8, momentum=bad)
-    assert math.isclose(byol_momentum(0.996, 0.5), 1 - 0.004 / 2)
-    assert byol_momentum(0.996, 1.0) == 1.0
 
 
 # ---------------------------------------------------------------- MoCo

@@ -113,6 +113,13 @@ def test_auto_precision_on_cpu_picks_bf16_only_where_it_is_native(monkeypatch, a
     assert cfg.precision == expected                  # emulated bf16 (AVX2 only) is ~100x slower
 
 
+@pytest.mark.parametrize("bf16, expected", [(True, "bf16"), (False, "fp16")])
+def test_auto_precision_on_cuda_picks_bf16_else_fp16(monkeypatch, bf16, expected):
+    from ssl_min.config import Config, resolve
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    assert resolve(Config(data="x", device="cuda", precision="auto")).precision == expected
+
+
 def test_the_default_run_folder_is_named_after_the_preset(audio_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train.main(["--data", str(audio_dir), *TINY, "--preset", "cpu", "--max_steps", "1", "--warmup_steps", "0",

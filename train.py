@@ -100,7 +100,7 @@ def main(argv=None):
                         cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
                         (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples)
     dataset = PairDataset(training_tracks(cfg, p), cfg.chunk_samples, seed=cfg.seed, verbose=p.master,
-                          transform=chain if cfg.augment_on == "workers" else None, pairs_per_track=cfg.pairs_per_track)
+                          transform=chain if cfg.augment_on == "workers" else None)
     if len(dataset.tracks) < 2:
         raise SystemExit(f"{cfg.data}: {len(dataset.tracks)} usable track(s); contrastive learning needs at least "
                          "2 (the other tracks are the negatives)")

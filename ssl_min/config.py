@@ -47,8 +47,6 @@ class Config:
     bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
     # objective (ssl_min/objectives.py)
     objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol'", list(OBJECTIVES))
-    track_positives: bool = F(False, "simclr: every other crop of the same track in the batch is a positive (multi-positive NT-Xent, SupCon's loss with the track as label); false: they are masked, neither positive nor negative")
-    pairs_per_track: int = F(1, "pairs drawn from one track, side by side in the batch (2: a batch of 96 pairs holds 48 tracks, 4 crops each); batch_size must be a multiple; > 1 needs simclr")
     queue_size: int = F(4096, "moco: negatives kept in the queue (MoCo v2: 65536 on ImageNet)")
     momentum: float = F(0.99, "moco: the key encoder's EMA momentum; byol: its base, raised to 1 along a cosine")
     # optimisation
@@ -142,11 +140,6 @@ def resolve(cfg: Config) -> Config:
                              f"Nyquist frequency of sample_rate {cfg.sample_rate}; set --{name}")
     if cfg.lowpass_min > cfg.lowpass_max or cfg.highpass_min > cfg.highpass_max:
         raise SystemExit("a cutoff range's min is above its max")
-    if cfg.pairs_per_track < 1 or cfg.batch_size % cfg.pairs_per_track:
-        raise SystemExit(f"pairs_per_track = {cfg.pairs_per_track} must be >= 1 and divide batch_size = {cfg.batch_size}")
-    if (cfg.pairs_per_track > 1 or cfg.track_positives) and cfg.objective != "simclr":
-        raise SystemExit("pairs_per_track > 1 and track_positives are simclr's (the other objectives do not read "
-                         "a batch's same-track crops as positives)")
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.precision == "auto":

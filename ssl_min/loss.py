@@ -8,15 +8,6 @@ With cosine similarity s(a, b) and temperature tau, the loss of anchor a with po
 
 and NT-Xent is the mean of l over all 2N anchors: a 2N-way cross entropy with the diagonal masked.
 
-Several crops of one track in a batch (`pairs_per_track`, or a track drawn twice) are, by the
-track index `ids`, either masked (neither positive nor negative; the default) or, with
-`track_positives`, all positives of each other: the anchor's loss is then the mean of
--log softmax over its positives P(a) (SupCon's L_out, with the track as the label),
-
-    l(a) = -1/|P(a)| sum_{p in P(a)} log( exp(s(a, p) / tau) / sum_{b != a} exp(s(a, b) / tau) )
-
-which is NT-Xent again when every track appears once.
-
 Across processes (torchrun/DDP) the negatives must come from *every* process, otherwise k GPUs
 with batch N each optimise k separate batch-N losses instead of one batch-kN loss (the bug in
 Spijkervet/SimCLR #13, #37). Each process gathers all embeddings with `gather_with_grad`, keeps its
@@ -59,16 +50,15 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 class NTXent(nn.Module):
     """NT-Xent loss. forward(z1, z2) with z1, z2: (N, D) -> scalar; N is read from the tensors."""
 
-    def __init__(self, temperature: float = 0.5, track_positives: bool = False):
+    def __init__(self, temperature: float = 0.5):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature, self.track_positives = temperature, track_positives
+        self.temperature = temperature
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor, ids: torch.Tensor = None) -> torch.Tensor:
         """ids: (N,) optional track index of each pair. Two pairs of the same track (a short folder,
-        a long track drawn twice) are not each other's negatives: those logits are masked, or with
-        track_positives they are positives too."""
+        a long track drawn twice) are not each other's negatives: those logits are masked."""
         if z1.shape != z2.shape or z1.dim() != 2:
             raise ValueError(f"z1 and z2 must both be (N, D), got {tuple(z1.shape)}, {tuple(z2.shape)}")
         # Under bf16/fp16 autocast, exp(s / 0.1) and the log-sum-exp need float32.
@@ -91,10 +81,6 @@ class NTXent(nn.Module):
             if ids is not None:
                 all_ids = gather_with_grad(ids)                           # (kN,), no gradient flows
                 same = ids.repeat(2)[:, None] == all_ids.repeat(2)[None, :]   # (2N, 2kN)
-                same[rows, self_idx] = False
-                if self.track_positives:                                  # every crop of the track
-                    logp = logits.log_softmax(dim=1)
-                    return -(torch.where(same, logp, 0.0).sum(1) / same.sum(1)).mean()
                 same[rows, pos_idx] = False                               # the positive stays
                 logits = logits.masked_fill(same, float("-inf"))
             return F.cross_entropy(logits, pos_idx)
@@ -124,9 +110,9 @@ class Objective(nn.Module):
 class SimCLR(Objective):
     """CLMR's objective: NT-Xent over the 2N projections of the batch (every process's)."""
 
-    def __init__(self, temperature: float = 0.5, track_positives: bool = False):
+    def __init__(self, temperature: float = 0.5):
         super().__init__()
-        self.ntxent = NTXent(temperature, track_positives)
+        self.ntxent = NTXent(temperature)
 
     def forward(self, model, x, ids=None, groups=1):
         return self.ntxent(*model(x, groups=groups).chunk(2), ids=ids)

@@ -16,7 +16,7 @@ OBJECTIVES = ("simclr", "moco", "vicreg", "byol")
 def build_objective(cfg, model):
     """-> the Objective for cfg.objective; `model` is the online ContrastiveModel (not DDP-wrapped)."""
     if cfg.objective == "simclr":
-        return SimCLR(cfg.temperature, cfg.track_positives)
+        return SimCLR(cfg.temperature)
     if cfg.objective == "moco":
         return MoCo(model, cfg.proj_dim, cfg.queue_size, cfg.momentum, cfg.temperature)
     if cfg.objective == "vicreg":

@@ -12,11 +12,7 @@
   straight across what used to be epoch ends; the batch never shrinks.
 * A track can appear twice in one batch (always, with fewer tracks than the batch). Its two
   pairs must not serve as each other's negatives: the track index travels with the batch and
-  the loss masks those entries, or counts them as positives too (`NTXent(..., ids=)`).
-* `pairs_per_track` G > 1 draws G pairs of one track on purpose: ids k with the same k // G share
-  their track (drawn by length, as above), each pair with its own two offsets. With a batch a
-  multiple of G (every batch starts at a multiple of the batch), a batch of B pairs then holds
-  B / G tracks, 2G crops each.
+  the loss masks those entries (`NTXent(..., ids=)`).
 """
 import hashlib
 
@@ -47,11 +43,9 @@ class PairDataset(Dataset):
     """Pair id -> (x1, x2, track index); x1, x2: (1, chunk). Index with ids from StreamSampler.
     `transform`, if given, augments each chunk in the worker (else augment on the device)."""
 
-    def __init__(self, tracks, chunk_samples, seed=0, transform=None, verbose=True, pairs_per_track=1):
-        if pairs_per_track < 1:
-            raise ValueError(f"pairs_per_track must be >= 1, got {pairs_per_track}")
+    def __init__(self, tracks, chunk_samples, seed=0, transform=None, verbose=True):
         self.tracks = keep_long_enough(tracks, chunk_samples, verbose)
-        self.chunk, self.seed, self.transform, self.group = chunk_samples, seed, transform, pairs_per_track
+        self.chunk, self.seed, self.transform = chunk_samples, seed, transform
         # Start positions on each track's resampling grid (a chunk read from the file then equals
         # the same samples of the whole resampled track; see audio.Track.read).
         self.n_starts = torch.tensor([(t.length - self.chunk) // t.ratio[1] + 1 for t in self.tracks])
@@ -64,8 +58,7 @@ class PairDataset(Dataset):
     def draw(self, sample_id):
         """-> (track index, [offset1, offset2], generator): a track by length, two offsets."""
         g = item_generator(self.seed, sample_id)
-        g_track = g if self.group == 1 else item_generator(self.seed, f"group{self.group}:{sample_id // self.group}")
-        u = torch.randint(int(self.cum[-1]), (1,), generator=g_track)    # a start among all starts
+        u = torch.randint(int(self.cum[-1]), (1,), generator=g)          # a start among all starts
         i = int(torch.searchsorted(self.cum, u, right=True))              # -> its track
         period = self.tracks[i].ratio[1]
         return i, [int(k) * period for k in torch.randint(int(self.n_starts[i]), (2,), generator=g)], g

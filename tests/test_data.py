@@ -152,24 +152,6 @@ def test_offsets_are_independent_uniform_and_reproducible(music):
     assert draws != [other.draw(k)[:2] for k in range(300)]
 
 
-def test_pairs_per_track_groups_pairs_of_one_track_in_each_batch(music):
-    tracks = A.scan_folder(music, SR, verbose=False)[0]
-    ds = P.PairDataset(tracks, 4000, seed=0, verbose=False, pairs_per_track=3)
-    draws = [ds.draw(k)[:2] for k in range(300)]
-    for k in range(0, 300, 3):                              # ids 3j, 3j+1, 3j+2: one track, own offsets
-        assert draws[k][0] == draws[k + 1][0] == draws[k + 2][0]
-        assert not draws[k][1] == draws[k + 1][1] == draws[k + 2][1]
-    groups = [draws[k][0] for k in range(0, 300, 3)]
-    assert len(set(groups)) >= 4                            # the groups are drawn anew (by length)
-    assert sum(groups[j] == groups[j + 1] for j in range(99)) < 50
-    # One pair per track is the draw as it always was (resumed runs and old results stay exact).
-    plain = P.PairDataset(tracks, 4000, seed=0, verbose=False)
-    one = P.PairDataset(tracks, 4000, seed=0, verbose=False, pairs_per_track=1)
-    assert [plain.draw(k)[:2] for k in range(50)] == [one.draw(k)[:2] for k in range(50)]
-    with pytest.raises(ValueError, match="pairs_per_track"):
-        P.PairDataset(tracks, 4000, pairs_per_track=0, verbose=False)
-
-
 def test_stream_sampler_ids_per_rank_and_step():
     it = iter(P.StreamSampler(batch_size=3, start_step=2, rank=1, world=2))
     assert [next(it) for _ in range(6)] == [15, 16, 17, 21, 22, 23]         # steps 2 and 3 of rank 1

@@ -77,28 +77,6 @@ def test_fewer_tracks_than_the_batch_trains_says_so_and_masks_own_track_negative
     assert all(set(ids.tolist()) <= {0, 1, 2} and len(set(ids.tolist())) < 8 for ids in seen)
 
 
-def test_pairs_per_track_trains_with_its_tracks_side_by_side(tmp_path, monkeypatch):
-    write_tracks(tmp_path / "five", 5)
-    from ssl_min.loss import NTXent
-    seen = []
-    real = NTXent.forward
-
-    def spy(self, z1, z2, ids=None):
-        seen.append((ids.clone(), self.track_positives))
-        return real(self, z1, z2, ids=ids)
-
-    monkeypatch.setattr(NTXent, "forward", spy)
-    run(tmp_path / "five", tmp_path / "run", "--batch_size", "6", "--pairs_per_track", "2",
-        "--track_positives", "true", "--max_steps", "2")
-    assert len(seen) == 2 and all(positives for _, positives in seen)
-    for ids, _ in seen:                                            # 3 tracks, two pairs each
-        assert ids.tolist()[0::2] == ids.tolist()[1::2]
-    with pytest.raises(SystemExit, match="divide batch_size"):
-        run(tmp_path / "five", tmp_path / "odd", "--batch_size", "6", "--pairs_per_track", "4")
-    with pytest.raises(SystemExit, match="simclr"):
-        run(tmp_path / "five", tmp_path / "moco", "--objective", "moco", "--pairs_per_track", "2")
-
-
 def test_a_folder_with_one_track_is_refused(tmp_path):
     write_tracks(tmp_path / "one", 1)
     with pytest.raises(SystemExit, match="at least 2"):

@@ -111,7 +111,7 @@ def main(argv=None):
     aug_gen = torch.Generator(p.device).manual_seed(cfg.seed * 1000 + p.rank)
 
     # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
-    orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.proj_layers).to(p.device)
+    orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(p.device)
     objective = build_objective(cfg, orig_model).to(p.device)         # its queue / target / predictor
     optimizer = torch.optim.Adam([*orig_model.parameters(), *objective.trainable()], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)

@@ -61,7 +61,7 @@ def pairs_per_second(source, workers, cfg, args):
 
 
 def train_pairs_per_second(precision, cfg, args):
-    model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.proj_layers)
+    model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.randn(2 * args.batch, 1, cfg.chunk_samples)
     ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")

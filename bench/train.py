@@ -156,9 +156,9 @@ for name in args.models.split(","):
     cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type}))
     batch = args.batch or cfg.batch_size
     torch.manual_seed(0)
-    ours = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.proj_layers).to(device)
+    ours = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(device)
     ref = ContrastiveModel(CLMRSampleCNN(cfg.n_blocks, cfg.width, cfg.pool),
-                           build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.proj_layers).projector)
+                           build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).projector)
     ref.load_state_dict(ours.state_dict())         # the same weights in both formulations
     ref.to(device)
     x = torch.randn(2 * batch, 1, cfg.chunk_samples, device=device)

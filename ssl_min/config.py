@@ -42,7 +42,6 @@ class Config:
     pool: str = F("flatten", "'flatten' (CLMR: chunk must be 3^(n_blocks+1)) or 'mean' (any chunk length)", ["flatten", "mean"])
     chunk_samples: int = F(0, "samples per chunk; 0 = 3^(n_blocks+1), the receptive field")
     proj_hidden: int = F(512, "projector hidden width")
-    proj_layers: int = F(2, "projector Linear layers (CLMR: 2, Linear-ReLU-Linear; SimCLRv2: 3)")
     proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
     bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
     # objective (ssl_min/objectives.py)

@@ -149,17 +149,13 @@ class SampleCNN(nn.Module):
 
 
 class Projector(nn.Module):
-    """SimCLR/CLMR projection head: Linear - ReLU - Linear, no biases (as in CLMR); n_layers > 2
-    adds hidden Linear - ReLU layers before the last (SimCLRv2's deeper head: the invariances the
-    loss asks for sit further from the representation). h: (B, in_dim) -> z: (B, out_dim)."""
+    """SimCLR/CLMR projection head: Linear - ReLU - Linear, no biases (as in CLMR).
+    h: (B, in_dim) -> z: (B, out_dim)."""
 
-    def __init__(self, in_dim: int = 512, hidden_dim: int = 512, out_dim: int = 64, n_layers: int = 2):
+    def __init__(self, in_dim: int = 512, hidden_dim: int = 512, out_dim: int = 64):
         super().__init__()
-        if n_layers < 2:
-            raise ValueError(f"a projector has at least 2 layers, got {n_layers}")
-        dims = [in_dim] + [hidden_dim] * (n_layers - 1)
-        hidden = [m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b, bias=False), nn.ReLU())]
-        self.net = nn.Sequential(*hidden, nn.Linear(hidden_dim, out_dim, bias=False))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim, bias=False), nn.ReLU(),
+                                 nn.Linear(hidden_dim, out_dim, bias=False))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)
@@ -180,7 +176,7 @@ class ContrastiveModel(nn.Module):
         return self.projector(h)
 
 
-def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64, proj_layers=2):
+def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64):
     """The one place both scripts build the network from config fields."""
     encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool)
-    return ContrastiveModel(encoder, Projector(encoder.out_dim, proj_hidden, proj_dim, proj_layers))
+    return ContrastiveModel(encoder, Projector(encoder.out_dim, proj_hidden, proj_dim))

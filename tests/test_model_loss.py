@@ -38,18 +38,6 @@ def test_small_configurations(n_blocks, width, pool, T, dim):
     assert model.encoder.input_samples == 3 ** (n_blocks + 1)
 
 
-def test_projector_layers_keep_clmrs_keys_for_two_and_add_hidden_layers():
-    two, three = (build_model(3, 0.25, "mean", proj_hidden=48, proj_dim=16, proj_layers=k) for k in (2, 3))
-    assert list(two.projector.state_dict()) == ["net.0.weight", "net.2.weight"]     # checkpoints as before
-    assert [tuple(v.shape) for v in three.projector.state_dict().values()] == [(48, 128), (48, 48), (16, 48)]
-    h = torch.randn(5, 128)
-    w = list(three.projector.state_dict().values())
-    ref = torch.relu(torch.relu(h @ w[0].T) @ w[1].T) @ w[2].T
-    torch.testing.assert_close(three.projector(h), ref)
-    with pytest.raises(ValueError, match="at least 2"):
-        build_model(3, 0.25, "mean", proj_layers=1)
-
-
 def naive_ntxent(z1, z2, tau, ids=None):
     """SimCLR's definition, one anchor at a time; with ids, other chunks of the anchor's own track
     are left out of its denominator (they are not negatives)."""

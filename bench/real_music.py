@@ -7,9 +7,7 @@
    in a .pk3 (a zip). Audio files of at least a minute are tracks, once each: byte-identical copies
    (drascula ships its music once per language) count once, and a song's separate instrument stems
    (Frets on Fire: guitar.ogg next to song.ogg) are not tracks of their own. One class per package
-   with at least 8 tracks; a package with fewer gives all its tracks to the unlabeled pool, and so
-   do POOL_PACKAGES (more game music to learn from, never a class: the labeled task is unchanged).
-   The build is resumable: packages already in WORK/summary.json are not redone.
+   with at least 8 tracks; a package with fewer gives all its tracks to the unlabeled pool.
 2. Split by track, per class, deterministically (a hash of the file name): half the tracks form
    the unlabeled pool (the compressed files as they are, hard-linked into WORK/pool), the other
    half the labeled set, itself train / valid / test by track (50 / 25 / 25, at least one each).
@@ -45,9 +43,6 @@ from ssl_min.audio import AUDIO_EXTENSIONS  # noqa: E402
 PACKAGES = ["wesnoth-1.16-music", "ufoai-music", "hyperrogue-music", "colobot-common-sounds", "fillets-ng-data",
             "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "asc-music", "boswars-data", "fb-music-high",
             "drascula-music", "warzone2100-music", "supertux-data", "hedgewars-data", "freedroidrpg-data"]
-# Unlabeled music only, never a class: more game music for the pool, the labeled task unchanged.
-POOL_PACKAGES = ["megaglest-data", "widelands-data", "flare-game", "openclonk-data", "extremetuxracer-data",
-                 "frozen-bubble-data", "lincity-ng-data"]
 STEMS = {"guitar", "rhythm", "drums", "bass", "vocals", "crowd"}     # parts of a song.ogg beside them
 MIN_SECONDS, MIN_TRACKS, CLIP_SECONDS, CLIPS_PER_TRACK, CLIP_RATE = 60.0, 8, 30.0, 4, 22050
 
@@ -96,24 +91,20 @@ def h01(name):
 
 def build(work):
     """-> (pool folder, labeled folder, summary {"packages", "classes": {package: counts},
-    "pool_only": {package: counts}}). Resumable: a package already in the summary is not redone,
-    so POOL_PACKAGES added later join the pool of an existing build, its labeled set untouched."""
+    "pool_only": {package: counts}})."""
     pool, labeled = work / "pool", work / "labeled"
-    summary = {"packages": PACKAGES, "classes": {}, "pool_only": {}}
+    summary = {}
     if (work / "summary.json").exists():
         summary = json.loads((work / "summary.json").read_text())
         if summary.get("packages") != PACKAGES:
             raise SystemExit(f"{work} was built from other packages ({summary.get('packages', 'an older list')}): "
                              f"give another --work, or delete {work}/summary.json, pool and labeled to rebuild")
-    for package in PACKAGES + POOL_PACKAGES:
-        if package in summary["classes"] or package in summary["pool_only"]:
-            continue
+        return pool, labeled, summary
+    summary["packages"], summary["classes"], summary["pool_only"] = PACKAGES, {}, {}
+    for package in PACKAGES:
         tracks = tracks_of(fetch(package, work))
         tracks.sort(key=lambda t: (h01(t[0].name), t[2]))
-        if package in POOL_PACKAGES:
-            print(f"{package}: {len(tracks)} tracks of >= {MIN_SECONDS:.0f} s, unlabeled music only: to the pool")
-            parts = {"pool": tracks}
-        elif len(tracks) < MIN_TRACKS:
+        if len(tracks) < MIN_TRACKS:
             print(f"{package}: {len(tracks)} tracks of >= {MIN_SECONDS:.0f} s, fewer than {MIN_TRACKS}: "
                   "not a class; its tracks go to the unlabeled pool")
             parts = {"pool": tracks}
@@ -149,7 +140,7 @@ def build(work):
             "pool_hours": round(sum(sec for _, sec, _ in parts["pool"]) / 3600, 2)}
         summary["classes" if len(parts) > 1 else "pool_only"][package] = counts
         print(f"{package}: {counts}")
-        (work / "summary.json").write_text(json.dumps(summary, indent=1))
+    (work / "summary.json").write_text(json.dumps(summary, indent=1))
     return pool, labeled, summary
 
 

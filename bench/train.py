@@ -30,7 +30,7 @@ from ssl_min.augment import build_chain  # noqa: E402
 from ssl_min.config import PRESETS, Config, native_bf16, resolve  # noqa: E402
 from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
-from ssl_min.model import CLMR_CHANNELS, ContrastiveModel, build_model  # noqa: E402
+from ssl_min.model import ContrastiveModel, build_model, channels  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -48,7 +48,7 @@ class CLMRSampleCNN(nn.Module):
 
     def __init__(self, n_blocks, width, pool):
         super().__init__()
-        ch = [max(1, round(c * width)) for c in CLMR_CHANNELS]
+        ch = channels(width)
         layers = [nn.Conv1d(1, ch[0], 3, stride=3), nn.BatchNorm1d(ch[0]), nn.ReLU()]
         for i in range(n_blocks):
             layers += [nn.Conv1d(ch[i], ch[i + 1], 3, padding=1), nn.BatchNorm1d(ch[i + 1]), nn.ReLU(), nn.MaxPool1d(3)]

@@ -28,6 +28,12 @@ from ssl_min.conv import CL, conv1d_cl
 CLMR_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
 
 
+def channels(width: float) -> list[int]:
+    """CLMR's channel counts times `width` -> [stem, block 1 .. block 9] (10 numbers; a model with
+    n blocks uses the first n + 1, and its last conv maps block n's output to the last number)."""
+    return [max(1, round(c * width)) for c in CLMR_CHANNELS]
+
+
 class BatchNorm(nn.BatchNorm1d):
     """nn.BatchNorm1d (same parameters, buffers and keys) that also takes the channels-last
     (B, C, 1, T) tensors of the fast layout; statistics are per channel either way."""
@@ -74,7 +80,7 @@ class SampleCNN(nn.Module):
             raise ValueError(f"n_blocks must be in 1..9, got {n_blocks}")
         if pool not in ("flatten", "mean"):
             raise ValueError(f"pool must be 'flatten' or 'mean', got {pool!r}")
-        ch = [max(1, round(c * width)) for c in CLMR_CHANNELS]
+        ch = channels(width)
         self.n_blocks, self.pool = n_blocks, pool
         self.input_samples = 3 ** (n_blocks + 1)  # the receptive field: one output frame
         self.out_dim = ch[-1]

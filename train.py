@@ -29,6 +29,7 @@ from tqdm import tqdm
 from ssl_min import distributed
 from ssl_min.audio import is_cache, scan_folder, tracks_from
 from ssl_min.augment import build_chain
+from ssl_min.budget import TimeBudget
 from ssl_min.checkpoint import save_atomic, trim_metrics
 from ssl_min.config import config_for_run, get_lr, parse_args
 from ssl_min.cpu_memory import keep_freed_memory
@@ -81,6 +82,7 @@ def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progr
 
 
 def main(argv=None):
+    t_start = time.time()                       # a time budget counts from here, cache build included
     args, given = parse_args(argv, __doc__)
     cfg, ckpt = config_for_run(args, given)
     out = Path(cfg.out)
@@ -108,6 +110,9 @@ def main(argv=None):
     global_batch = cfg.batch_size * p.world
     steps_per_epoch = max(1, len(dataset) // global_batch)     # an epoch: the data's chunks, once
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    # A time budget measures max_steps once, on a new run (or a resume from before it had).
+    budget = (TimeBudget(cfg.max_minutes, t_start, cap=cfg.max_steps)
+              if cfg.max_minutes > 0 and not (ckpt and ckpt.get("budget_planned")) else None)
     aug_gen = torch.Generator(p.device).manual_seed(cfg.seed * 1000 + p.rank)
 
     # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
@@ -166,6 +171,7 @@ def main(argv=None):
                          "optimizer": optimizer.state_dict(),
                          "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
                          "best_loss": best_loss, "epoch_loss": epoch_loss, "world": p.world, "data_id": data_id,
+                         "budget_planned": cfg.max_minutes > 0 and (budget is None or budget.planned is not None),
                          "config": dataclasses.asdict(cfg),
                          "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
         distributed.barrier(p)                  # nobody leaves (or is killed) while rank 0 writes
@@ -187,7 +193,8 @@ def main(argv=None):
             lr = get_lr(step, cfg)
             loss = train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, step / total_steps,
                               aug_gen, cfg, p.device)
-            loss_value, stopping = distributed.agree(p, loss.float().item(), stop.requested)
+            loss_value, stopping, out_of_time = distributed.agree(p, loss.float().item(), stop.requested,
+                                                                  budget is not None and budget.expired())
             if not math.isfinite(loss_value):
                 say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping. The last good "
                     f"checkpoint ({out / 'checkpoint.pt'}, step <= {step}) is untouched.")
@@ -203,6 +210,12 @@ def main(argv=None):
                 metrics.flush()
                 t_log, wait, n_clips = time.perf_counter(), 0.0, 0
             bar.update(1)
+            if budget is not None and (planned := budget.tick(step)) is not None:
+                cfg.max_steps = total_steps = distributed.broadcast(p, planned)   # rank 0's measurement
+                bar.total = total_steps
+                say("\n" + budget.report(step))
+                if p.master:
+                    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
             rate = bar.format_dict["rate"]                   # steps/s, smoothed by tqdm
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}",
                             clips_s=f"{2 * global_batch * rate:.0f}" if rate else "-", refresh=False)
@@ -215,8 +228,14 @@ def main(argv=None):
                 checkpoint(out / "checkpoint.pt")
                 say(f"\ninterrupted: saved {out / 'checkpoint.pt'} at step {step}; continue with --resume")
                 raise SystemExit(130)
-            if step % cfg.ckpt_every == 0 or step % steps_per_epoch == 0 or step == total_steps:
+            if step % cfg.ckpt_every == 0 or step % steps_per_epoch == 0 or step >= total_steps or out_of_time:
                 checkpoint(out / "checkpoint.pt")
+            if out_of_time and step < total_steps:
+                why = ("before the step time was measured" if budget.planned is None else
+                       f"of the {total_steps} planned (the machine ran slower than measured)")
+                say(f"\ntime budget of {cfg.max_minutes:g} min spent at step {step}, {why}: stopped early, the "
+                    f"schedule not at its end; saved {out / 'checkpoint.pt'}")
+                break
             if step >= total_steps:
                 break
             t0 = time.perf_counter()

@@ -56,7 +56,8 @@ class Config:
     schedule: str = F("constant", "'constant' (CLMR) or 'cosine' decay to 0 at max_steps", ["constant", "cosine"])
     temperature: float = F(0.5, "NT-Xent / MoCo temperature tau (CLMR: 0.5; lower is sharper, 0.1 for large batches)")
     epochs: int = F(10000, "stop after this many epochs (an epoch: as many pairs as the data has non-overlapping chunks)")
-    max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by schedule=cosine")
+    max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by schedule=cosine, unless max_minutes sets it")
+    max_minutes: float = F(0.0, "time budget from the command's start, cache build included: the step time measured over the first 50 steps sets max_steps (logged and saved; a given --max_steps caps it); 0: none (ssl_min/budget.py)")
     # augmentations: probability of each effect per chunk (the chain of torchaudio-augmentations)
     p_polarity: float = F(0.8, "P(polarity inversion)")
     p_noise: float = F(0.01, "P(white noise)")
@@ -130,8 +131,10 @@ def resolve(cfg: Config) -> Config:
         cfg.chunk_samples = receptive
     if cfg.pool == "flatten" and cfg.chunk_samples != receptive:
         raise SystemExit(f"pool=flatten needs chunk_samples == 3^(n_blocks+1) = {receptive}; use --pool mean")
-    if cfg.schedule == "cosine" and cfg.max_steps <= 0:
-        raise SystemExit("schedule=cosine needs --max_steps")
+    if cfg.schedule == "cosine" and cfg.max_steps <= 0 and cfg.max_minutes <= 0:
+        raise SystemExit("schedule=cosine needs --max_steps (or --max_minutes, which measures it)")
+    if cfg.max_minutes < 0:
+        raise SystemExit(f"max_minutes must be >= 0, got {cfg.max_minutes}")
     if not cfg.data:
         raise SystemExit("--data is required: a folder of audio, or a cache from `python -m ssl_min.prepare`")
     nyquist = cfg.sample_rate / 2
@@ -157,10 +160,11 @@ def native_bf16(device="cpu") -> bool:
 
 
 def get_lr(step, cfg):
-    """Pure function of the step: linear warm-up, then constant or cosine decay to 0."""
+    """Pure function of the step: linear warm-up, then constant or cosine decay to 0 at max_steps
+    (the peak while a time budget has not set max_steps yet)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "cosine":
+    if cfg.schedule == "cosine" and cfg.max_steps > 0:
         progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return cfg.lr

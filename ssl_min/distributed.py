@@ -38,12 +38,12 @@ def setup(device_type):
     return Processes(world, rank, device)
 
 
-def agree(p, loss, stop):
-    """-> (loss averaged over processes: float, any process asked to stop: bool)."""
-    reduced = torch.tensor([loss, float(stop)], device=p.device)
+def agree(p, loss, *flags):
+    """-> (loss averaged over processes: float, then for each flag: did any process raise it)."""
+    reduced = torch.tensor([loss, *map(float, flags)], device=p.device)
     if p.world > 1:
         dist.all_reduce(reduced)
-    return reduced[0].item() / p.world, reduced[1].item() > 0
+    return (reduced[0].item() / p.world, *(v > 0 for v in reduced[1:].tolist()))
 
 
 def broadcast(p, obj):

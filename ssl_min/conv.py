@@ -78,13 +78,13 @@ class _Conv1dCL(torch.autograd.Function):
         cast = (lambda t: t.to(dtype)) if dtype is not None else (lambda t: t)
         xd, wd = cast(x), cast(weight)
         y = F.conv2d(xd, wd.unsqueeze(2), None if bias is None else cast(bias), padding=(0, k // 2))
-        ctx.xd, ctx.wd = xd, wd
+        ctx.save_for_backward(xd, wd)                         # intermediates under autocast (no double backward)
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
         return y.contiguous(memory_format=CL)
 
     @staticmethod
     def backward(ctx, g):
-        x, weight, (x_dtype, w_dtype, b_dtype) = ctx.xd, ctx.wd, ctx.dtypes
+        (x, weight), (x_dtype, w_dtype, b_dtype) = ctx.saved_tensors, ctx.dtypes
         k = weight.shape[-1]
         g = g.to(x.dtype).contiguous(memory_format=CL)
         gx = gw = gb = None

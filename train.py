@@ -30,7 +30,7 @@ from ssl_min import distributed
 from ssl_min.audio import is_cache, scan_folder, tracks_from
 from ssl_min.augment import build_chain
 from ssl_min.budget import TimeBudget
-from ssl_min.checkpoint import save_atomic, trim_metrics
+from ssl_min.checkpoint import save_atomic, trim_metrics, write_text_atomic
 from ssl_min.config import config_for_run, get_lr, parse_args
 from ssl_min.cpu_memory import keep_freed_memory
 from ssl_min.model import build_model
@@ -88,9 +88,14 @@ def main(argv=None):
     out = Path(cfg.out)
     p = distributed.setup(cfg.device)
     say = print if p.master else (lambda *a, **k: None)
+
+    def write_config():                         # at the start, and again when a time budget sets max_steps
+        if p.master:
+            write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+
     if p.master:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    write_config()
     say(f"config ({'resumed' if ckpt else 'preset ' + args.preset}, {p.world} process(es)):\n"
         + json.dumps(dataclasses.asdict(cfg), indent=2))
     if p.device.type == "cpu":
@@ -214,8 +219,7 @@ def main(argv=None):
                 cfg.max_steps = total_steps = distributed.broadcast(p, planned)   # rank 0's measurement
                 bar.total = total_steps
                 say("\n" + budget.report(step))
-                if p.master:
-                    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+                write_config()
             rate = bar.format_dict["rate"]                   # steps/s, smoothed by tqdm
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}",
                             clips_s=f"{2 * global_batch * rate:.0f}" if rate else "-", refresh=False)

@@ -31,7 +31,7 @@ class TimeBudget:
         if minutes <= 0:
             raise ValueError(f"a time budget must be > 0 minutes, got {minutes}")
         self.seconds, self.start, self.cap, self.clock = 60 * minutes, start, cap, clock
-        self.planned, self.seconds_per_step, self._t_skip, self._first = None, None, None, None
+        self.planned, self.seconds_per_step, self.spent, self._t_skip, self._first = None, None, None, None, None
 
     def tick(self, step: int):
         """Called after each optimizer step with the steps done so far (counted from this start,
@@ -47,7 +47,8 @@ class TimeBudget:
         if done < PROBE_STEPS:
             return None
         self.seconds_per_step = (now - self._t_skip) / (PROBE_STEPS - SKIP_STEPS)
-        left = self.seconds - (now - self.start)
+        self.spent = now - self.start
+        left = self.seconds - self.spent
         fit = step + max(0, math.floor(MARGIN * left / self.seconds_per_step))
         self.planned = min(fit, self.cap) if self.cap else fit
         return self.planned
@@ -56,8 +57,8 @@ class TimeBudget:
         return self.clock() - self.start >= self.seconds
 
     def report(self, step: int) -> str:
-        elapsed = self.clock() - self.start
-        return (f"time budget {self.seconds / 60:g} min: {elapsed / 60:.1f} min spent by step {step} (cache "
+        """The plan made at `step`, in one line (the log's)."""
+        return (f"time budget {self.seconds / 60:g} min: {self.spent / 60:.1f} min spent by step {step} (cache "
                 f"included), {self.seconds_per_step:.3f} s/step measured over steps {step - PROBE_STEPS + SKIP_STEPS}"
                 f"..{step} -> max_steps {self.planned}" + (f" (capped by --max_steps {self.cap})"
                                                            if self.cap and self.planned == self.cap else ""))

@@ -20,8 +20,11 @@ subtracted again (a (B-1, C) product per offset) instead of padding every clip.
 own parameter, odd k, stride 1, padding k // 2 -> (B, C_out, 1, T) channels-last. Numerically
 equal to F.conv1d (fp32 to float rounding; tests/test_conv.py checks outputs and gradients).
 Under autocast the inputs are cast to the autocast dtype once, as autocast casts a convolution, but
-inside the autograd function: the float32 weight's gradient is summed in float32 and never rounded
-to bf16 (summed in bf16 over many row blocks, it was 5x further from exact than oneDNN's).
+inside the autograd function, and the weight gradient of a bf16/fp16 convolution comes from the
+library's own kernel (`library_weight_grad`: oneDNN sums in float32 and rounds once; on a CPU with
+native bf16 it was 1.1-2.5x faster than the products, measured per layer size); float32 and float64
+use the products. (Our products' bf16 block sums, added up in bf16, were 5x further from exact than
+oneDNN's and cost the encoder on real music: a low-precision gradient must be summed in float32.)
 """
 import torch
 import torch.nn.functional as F
@@ -67,6 +70,17 @@ def weight_grad(x: torch.Tensor, g: torch.Tensor, k: int, block: int = 8192) -> 
     return torch.stack(taps, dim=-1)                         # (C_out, C_in, k), float32 for bf16/fp16 x
 
 
+def library_weight_grad(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The same gradient from the library's own convolution backward (oneDNN on the CPU, cuDNN on
+    CUDA): x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out, C_in, k) -> (C_out,
+    C_in, k) in x's dtype. In bf16 it sums in float32 and rounds once, and on a CPU with native
+    bf16 it beat the products above at every SampleCNN size measured (bench/train.py, README)."""
+    k = weight.shape[-1]
+    return torch.ops.aten.convolution_backward(
+        g, x, weight.unsqueeze(2), None, [1, 1], [0, k // 2], [1, 1], False, [0, 0], 1,
+        [False, True, False])[1].squeeze(2)
+
+
 class _Conv1dCL(torch.autograd.Function):
     """The convolution computed in `dtype` (autocast's; None: the tensors' own), the gradients
     returned in each input's own dtype: a float32 weight under bf16 autocast gets its float32
@@ -91,7 +105,9 @@ class _Conv1dCL(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             flipped = weight.transpose(0, 1).flip(-1).unsqueeze(2)   # (C_in, C_out, 1, k)
             gx = F.conv2d(g, flipped.contiguous(), padding=(0, k // 2)).contiguous(memory_format=CL).to(x_dtype)
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and x.dtype in (torch.bfloat16, torch.float16):
+            gw = library_weight_grad(x, g, weight).to(w_dtype)
+        elif ctx.needs_input_grad[1]:
             gw = weight_grad(x, g, k).to(w_dtype)
         if b_dtype is not None and ctx.needs_input_grad[2]:
             gb = as_rows(g).sum(0, dtype=torch.float32 if b_dtype != torch.float64 else b_dtype).to(b_dtype)

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_min.conv import CL, conv1d_cl, weight_grad
+from ssl_min.conv import CL, conv1d_cl, library_weight_grad, weight_grad
 from ssl_min.model import CLMR_CHANNELS, SampleCNN, build_model
 
 
@@ -53,6 +53,18 @@ def test_weight_grad_in_blocks_equals_one_block_and_the_reference(k):
     ref = torch.nn.grad.conv1d_weight(x.squeeze(2), (5, 4, k), g.squeeze(2), padding=k // 2)
     for block in (1, 7, 10, 1000):                 # blocks that cut clips anywhere
         torch.testing.assert_close(weight_grad(x, g, k, block=block), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_library_weight_grad_equals_the_reference(k):
+    """The bf16/fp16 path's weight gradient (oneDNN's own kernel) on channels-last rows."""
+    x = to_cl(torch.randn(3, 4, 10, dtype=torch.float64))
+    g = to_cl(torch.randn(3, 5, 10, dtype=torch.float64))
+    ref = torch.nn.grad.conv1d_weight(x.squeeze(2), (5, 4, k), g.squeeze(2), padding=k // 2)
+    w = torch.zeros(5, 4, k, dtype=torch.float64)
+    torch.testing.assert_close(library_weight_grad(x, g, w), ref, rtol=1e-12, atol=1e-12)
+    got = library_weight_grad(x.float(), g.float(), w.float())
+    torch.testing.assert_close(got, ref.float(), rtol=1e-5, atol=1e-5)
 
 
 def reference_stack(model: SampleCNN) -> nn.Sequential:
@@ -118,9 +130,9 @@ def test_fast_path_under_bf16_autocast_within_bf16_rounding():
 
 
 def test_bf16_weight_gradient_is_summed_in_float32():
-    """Under bf16 autocast the float32 weight's gradient is the exact sum of the bf16-rounded
-    products, rounded no more than oneDNN's own bf16 convolution rounds it (block sums added up in
-    bf16 were ~5x further off; measured on a real-music run, the encoder probed far worse)."""
+    """Under bf16 autocast the float32 weight's gradient, and weight_grad's on bf16 rows, are
+    rounded no more than oneDNN's own bf16 convolution rounds it (block sums added up in bf16 were
+    ~5x further off; measured on a real-music run, the encoder probed far worse)."""
     torch.manual_seed(5)
     x = torch.randn(8, 16, 1, 4096).relu().bfloat16().contiguous(memory_format=CL)
     g = (torch.randn(8, 16, 1, 4096) * 1e-3).bfloat16().contiguous(memory_format=CL)

@@ -3,11 +3,13 @@ nn.Conv1d in fp32, written out below as the yardstick) against ssl_min's (ssl_mi
 channels-last layout), the ratio, the machine's matmul peak in both precisions, and the share of a
 step that the preset's augmentation chain takes.
 
-    python bench/train.py [--models clmr,demo,cpu] [--steps 2] [--batch 0] [--device cuda]
+    python bench/train.py [--models clmr,demo,cpu] [--steps 5] [--batch 0] [--device cuda]
 
 A step is what train.py does per batch: forward of both views, NT-Xent, backward, Adam. The
 augmentation chain (the preset's, on the batch's device) is timed apart and reported as its share
-of augmentation + step. FLOPs are counted exactly for the convolutions and linear layers (2 x
+of augmentation + step. The rows (and the chain) take turns, one step each per round, and each
+reports its median: these CPUs drift by up to 30 % within minutes, and rows timed one after the
+other compared the drift, not the formulations. FLOPs are counted exactly for the convolutions and linear layers (2 x
 multiply-adds of a forward; a step = 3 forwards). BatchNorm, ReLU and pooling are memory-bound and
 not counted, so the fraction of peak is a lower bound on the matmul efficiency.
 
@@ -18,6 +20,7 @@ near half of the fp32 peak, and the bar is >= 1.5x. The script prints which case
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -34,12 +37,15 @@ from ssl_min.model import ContrastiveModel, build_model, channels  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
-parser.add_argument("--steps", type=int, default=2, help="timed steps per row (after 1 warm-up step)")
+parser.add_argument("--steps", type=int, default=5, help="timed steps per row, the rows taking turns (after 1 warm-up step each); the median is reported")
 parser.add_argument("--batch", type=int, default=0, help="pairs per step (0: each preset's batch size)")
 parser.add_argument("--models", default="clmr,demo,cpu", help="comma-separated presets to time")
+parser.add_argument("--as_clmr_runs", action="store_true", help="internal: time only CLMR's formulation of "
+                    "the one model in --models, with glibc's allocator untouched (a child process of this "
+                    "script: once mallopt has been called, glibc's adaptive defaults cannot be restored)")
 args = parser.parse_args()
 device = torch.device(args.device)
-allocator = keep_freed_memory() if device.type == "cpu" else "CUDA caching allocator"
+allocator = keep_freed_memory() if device.type == "cpu" and not args.as_clmr_runs else "untouched"
 
 
 class CLMRSampleCNN(nn.Module):
@@ -108,50 +114,56 @@ def forward_flops(model, x):
     return total * x.shape[0] // 2
 
 
-def seconds_per_step(model, x, criterion, precision):
+def step_fn(model, x, criterion, precision):
+    """One training step of `model` on x (its own Adam), as a function to time."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     ctx = nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=dtype)
-    for i in range(args.steps + 1):
-        if i == 1:
-            sync()
-            t0 = time.perf_counter()
+
+    def step():
         with ctx:
             loss = criterion(*model(x).chunk(2))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    sync()
-    return (time.perf_counter() - t0) / args.steps
+    return step
 
 
-def seconds_per_augmentation(chain, x):
-    gen = torch.Generator(device).manual_seed(0)
-    chain(x, generator=gen)
-    sync()
-    t0 = time.perf_counter()
+def seconds_per_step(steps):
+    """steps: {label: step function} -> {label: median seconds}. After one warm-up step each, the
+    rows take turns, one step each per round, so a drift of the machine's speed (this project's
+    CPUs drift by up to 30 % within minutes) hits every row alike."""
+    times = {label: [] for label in steps}
+    for step in steps.values():
+        step()
     for _ in range(args.steps):
-        chain(x, generator=gen)
-    sync()
-    return (time.perf_counter() - t0) / args.steps
+        for label, step in steps.items():
+            sync()
+            t0 = time.perf_counter()
+            step()
+            sync()
+            times[label].append(time.perf_counter() - t0)
+    return {label: sorted(t)[len(t) // 2] for label, t in times.items()}
 
 
 bf16_ok = native_bf16(device)
-cap = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else "cuda"
-peak = {"fp32": matmul_peak(torch.float32)}
-if bf16_ok:
-    peak["bf16"] = matmul_peak(torch.bfloat16)
-best = max(peak.values())
-bar = 3.0 if bf16_ok else 1.5
-where = torch.cuda.get_device_name() if device.type == "cuda" else f"{cpu_name()}, {torch.get_num_threads()} threads"
-print(f"{where}; torch {torch.__version__}, CPU capability {cap}, native bf16: {'yes' if bf16_ok else 'no (emulated: bf16 rows skipped)'}")
-print(f"memory: {allocator}")
-print("matmul peak (2048^2): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
-      + f"; the bar here: ours >= {bar:g}x CLMR's formulation, >= 25 % of {best:.0f} GFLOP/s")
-print("vs CLMR: against CLMR's formulation in this process (same allocator); vs default: against it under glibc's\n"
-      "default allocator, as CLMR's own code runs (ssl_min/cpu_memory.py)")
-print(f"{'model':<6}{'batch':>6}  {'formulation':<30}{'clips/s':>9}{'GFLOP/s':>9}{'% peak':>8}{'vs CLMR':>9}"
-      f"{'vs default':>11}{'aug share':>11}")
+if not args.as_clmr_runs:
+    cap = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else "cuda"
+    peak = {"fp32": matmul_peak(torch.float32)}
+    if bf16_ok:
+        peak["bf16"] = matmul_peak(torch.bfloat16)
+    best = max(peak.values())
+    bar = 3.0 if bf16_ok else 1.5
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    print(f"{where}; torch {torch.__version__}, CPU capability {cap}, native bf16: {'yes' if bf16_ok else 'no (emulated: bf16 rows skipped)'}")
+    print(f"memory: {allocator}")
+    print("matmul peak (2048^2): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items())
+          + f"; the bar here: ours >= {bar:g}x CLMR's formulation, >= 25 % of {best:.0f} GFLOP/s")
+    print("rows: the median step of rows taking turns. vs CLMR: against CLMR's formulation in this process (same\n"
+          "allocator); vs default: against it in a child process with glibc's allocator untouched, as CLMR's own\n"
+          "code runs (ssl_min/cpu_memory.py)")
+    print(f"{'model':<6}{'batch':>6}  {'formulation':<30}{'clips/s':>9}{'GFLOP/s':>9}{'% peak':>8}{'vs CLMR':>9}"
+          f"{'vs default':>11}{'aug share':>11}")
 for name in args.models.split(","):
     cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type}))
     batch = args.batch or cfg.batch_size
@@ -166,18 +178,23 @@ for name in args.models.split(","):
     chain = build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr, cfg.p_gain,
                         cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
                         (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples)
-    aug = seconds_per_augmentation(chain, x)
+    gen = torch.Generator(device).manual_seed(0)
     criterion = NTXent(cfg.temperature)
     rows = [("CLMR's (Conv1d) fp32", ref, "fp32"), ("ssl_min (channels-last) fp32", ours, "fp32")]
     rows += [("ssl_min (channels-last) bf16", ours, "bf16")] if bf16_ok else []
-    if device.type == "cpu":            # CLMR's code as it runs: glibc's default allocator
-        keep_freed_memory(False)
-        untuned = seconds_per_step(ref, x, criterion, "fp32")
-        keep_freed_memory(True)
-    base = None
-    for label, model, precision in rows:
-        dt = seconds_per_step(model, x, criterion, precision)
-        base = base or dt
+    if args.as_clmr_runs:
+        print(seconds_per_step({"ref": step_fn(ref, x, criterion, "fp32")})["ref"])
+        continue
+    if device.type == "cpu":            # CLMR's code as it runs: glibc's allocator as it comes
+        child = subprocess.run([sys.executable, __file__, "--as_clmr_runs", "--models", name, "--steps",
+                                str(args.steps), "--batch", str(batch)], capture_output=True, text=True, check=True)
+        untuned = float(child.stdout.split()[-1])
+    timed = seconds_per_step({"augmentation": lambda: chain(x, generator=gen),
+                              **{label: step_fn(model, x, criterion, precision) for label, model, precision in rows}})
+    aug = timed["augmentation"]
+    base = timed[rows[0][0]]
+    for label, _, _ in rows:
+        dt = timed[label]
         versus = f"{untuned / dt:>10.2f}x" if device.type == "cpu" else f"{'-':>11}"
         print(f"{name:<6}{batch:>6}  {label:<30}{2 * batch / dt:>9.1f}{flops / dt / 1e9:>9.1f}"
               f"{100 * flops / dt / 1e9 / best:>7.0f}%{base / dt:>8.2f}x{versus}{100 * aug / (aug + dt):>10.1f}%",

@@ -9,8 +9,8 @@ A step is what train.py does per batch: forward of both views, NT-Xent, backward
 augmentation chain (the preset's, on the batch's device) is timed apart and reported as its share
 of augmentation + step. The rows (and the chain) take turns, one step each per round, and each
 reports its median: these CPUs drift by up to 30 % within minutes, and rows timed one after the
-other compared the drift, not the formulations. FLOPs are counted exactly for the convolutions and linear layers (2 x
-multiply-adds of a forward; a step = 3 forwards). BatchNorm, ReLU and pooling are memory-bound and
+other compared the drift, not the formulations. FLOPs are counted exactly for the convolutions
+and linear layers (2 x multiply-adds of a forward; a step = 3 forwards). BatchNorm, ReLU and pooling are memory-bound and
 not counted, so the fraction of peak is a lower bound on the matmul efficiency.
 
 The bar this is held to (issue 17): ours >= 3x CLMR's formulation at >= 25 % of the machine's best
@@ -37,7 +37,8 @@ from ssl_min.model import ContrastiveModel, build_model, channels  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
-parser.add_argument("--steps", type=int, default=5, help="timed steps per row, the rows taking turns (after 1 warm-up step each); the median is reported")
+parser.add_argument("--steps", type=int, default=5,
+                    help="timed steps per row, the rows taking turns (after 1 warm-up step each); the median is reported")
 parser.add_argument("--batch", type=int, default=0, help="pairs per step (0: each preset's batch size)")
 parser.add_argument("--models", default="clmr,demo,cpu", help="comma-separated presets to time")
 parser.add_argument("--as_clmr_runs", action="store_true", help="internal: time only CLMR's formulation of "

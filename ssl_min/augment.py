@@ -337,7 +337,7 @@ class Reverb(Augmentation):
     exponentially weighted (z -> z / radius) so that the FFT's circular wrap is attenuated by
     radius^n_fft, then unweighted, which multiplies the rounding error by up to 1 / radius^n_fft.
     WRAP sets radius^n_fft per precision, about sqrt(eps) so both errors stay small: float64 input
-    is sox's algorithm to ~1e-9 (tests); float32 input (training) is computed in float32, ~4x
+    is sox's algorithm to ~1e-9 (tests); float32 input (training) is computed in float32, ~3x
     faster, its wet signal within 2e-4 RMS (2e-3 at worst) of the float64 one."""
     WRAP = {torch.float64: 1e-8, torch.float32: 3e-4}
 

@@ -71,8 +71,8 @@ def weight_grad(x: torch.Tensor, g: torch.Tensor, k: int, block: int = 8192) -> 
 
 
 def library_weight_grad(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """The same gradient from the library's own convolution backward (oneDNN on the CPU, cuDNN on
-    CUDA): x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out, C_in, k) -> (C_out,
+    """The same gradient from the library's own convolution backward (oneDNN on the CPU; cuDNN on
+    CUDA, not measured here): x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out, C_in, k) -> (C_out,
     C_in, k) in x's dtype. In bf16 it sums in float32 and rounds once, and on a CPU with native
     bf16 it beat the products above at every SampleCNN size measured (bench/train.py, README)."""
     k = weight.shape[-1]
@@ -83,8 +83,8 @@ def library_weight_grad(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor) 
 
 class _Conv1dCL(torch.autograd.Function):
     """The convolution computed in `dtype` (autocast's; None: the tensors' own), the gradients
-    returned in each input's own dtype: a float32 weight under bf16 autocast gets its float32
-    sums (weight_grad), not their bf16 rounding."""
+    returned in each input's own dtype: a float32 weight under bf16 autocast gets the library's
+    float32 sum rounded once (library_weight_grad), never sums of bf16-rounded block sums."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, dtype):

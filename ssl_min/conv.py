@@ -70,15 +70,17 @@ def weight_grad(x: torch.Tensor, g: torch.Tensor, k: int, block: int = 8192) -> 
     return torch.stack(taps, dim=-1)                         # (C_out, C_in, k), float32 for bf16/fp16 x
 
 
-def library_weight_grad(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def library_weight_grad(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, bias: bool = False):
     """The same gradient from the library's own convolution backward (oneDNN on the CPU; cuDNN on
-    CUDA, not measured here): x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out, C_in, k) -> (C_out,
-    C_in, k) in x's dtype. In bf16 it sums in float32 and rounds once, and on a CPU with native
+    CUDA, not measured here): x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out,
+    C_in, k) -> (C_out, C_in, k) in x's dtype, and with bias=True also the bias gradient (C_out,)
+    from the same pass over g. In bf16 it sums in float32 and rounds once, and on a CPU with native
     bf16 it beat the products above at every SampleCNN size measured (bench/train.py, README)."""
     k = weight.shape[-1]
-    return torch.ops.aten.convolution_backward(
-        g, x, weight.unsqueeze(2), None, [1, 1], [0, k // 2], [1, 1], False, [0, 0], 1,
-        [False, True, False])[1].squeeze(2)
+    _, gw, gb = torch.ops.aten.convolution_backward(
+        g, x, weight.unsqueeze(2), [weight.shape[0]] if bias else None, [1, 1], [0, k // 2], [1, 1],
+        False, [0, 0], 1, [False, True, bias])
+    return (gw.squeeze(2), gb) if bias else gw.squeeze(2)
 
 
 class _Conv1dCL(torch.autograd.Function):
@@ -105,11 +107,14 @@ class _Conv1dCL(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             flipped = weight.transpose(0, 1).flip(-1).unsqueeze(2)   # (C_in, C_out, 1, k)
             gx = F.conv2d(g, flipped.contiguous(), padding=(0, k // 2)).contiguous(memory_format=CL).to(x_dtype)
+        want_gb = b_dtype is not None and ctx.needs_input_grad[2]
         if ctx.needs_input_grad[1] and x.dtype in (torch.bfloat16, torch.float16):
-            gw = library_weight_grad(x, g, weight).to(w_dtype)
+            gw, gb = library_weight_grad(x, g, weight, bias=want_gb) if want_gb else (
+                library_weight_grad(x, g, weight), None)
+            gw, gb = gw.to(w_dtype), None if gb is None else gb.to(b_dtype)
         elif ctx.needs_input_grad[1]:
             gw = weight_grad(x, g, k).to(w_dtype)
-        if b_dtype is not None and ctx.needs_input_grad[2]:
+        if want_gb and gb is None:
             gb = as_rows(g).sum(0, dtype=torch.float32 if b_dtype != torch.float64 else b_dtype).to(b_dtype)
         return gx, gw, gb, None
 

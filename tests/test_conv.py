@@ -65,6 +65,9 @@ def test_library_weight_grad_equals_the_reference(k):
     torch.testing.assert_close(library_weight_grad(x, g, w), ref, rtol=1e-12, atol=1e-12)
     got = library_weight_grad(x.float(), g.float(), w.float())
     torch.testing.assert_close(got, ref.float(), rtol=1e-5, atol=1e-5)
+    gw, gb = library_weight_grad(x, g, w, bias=True)                 # the bias's from the same pass
+    torch.testing.assert_close(gw, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gb, g.sum(dim=(0, 2, 3)), rtol=1e-12, atol=1e-12)
 
 
 def reference_stack(model: SampleCNN) -> nn.Sequential:

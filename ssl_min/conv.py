@@ -21,7 +21,7 @@ own parameter, odd k, stride 1, padding k // 2 -> (B, C_out, 1, T) channels-last
 equal to F.conv1d (fp32 to float rounding; tests/test_conv.py checks outputs and gradients).
 Under autocast the inputs are cast to the autocast dtype once, as autocast casts a convolution, but
 inside the autograd function, and the weight gradient of a bf16/fp16 convolution comes from the
-library's own kernel (`library_weight_grad`: oneDNN sums in float32 and rounds once; on a CPU with
+library's own kernel (`library_grads`: oneDNN sums in float32 and rounds once; on a CPU with
 native bf16 it was 1.1-2.5x faster than the products, measured per layer size); float32 and float64
 use the products. (Our products' bf16 block sums, added up in bf16, were 5x further from exact than
 oneDNN's and cost the encoder on real music: a low-precision gradient must be summed in float32.)
@@ -70,23 +70,23 @@ def weight_grad(x: torch.Tensor, g: torch.Tensor, k: int, block: int = 8192) -> 
     return torch.stack(taps, dim=-1)                         # (C_out, C_in, k), float32 for bf16/fp16 x
 
 
-def library_weight_grad(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, bias: bool = False):
-    """The same gradient from the library's own convolution backward (oneDNN on the CPU; cuDNN on
-    CUDA, not measured here): x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out,
-    C_in, k) -> (C_out, C_in, k) in x's dtype, and with bias=True also the bias gradient (C_out,)
-    from the same pass over g. In bf16 it sums in float32 and rounds once, and on a CPU with native
-    bf16 it beat the products above at every SampleCNN size measured (bench/train.py, README)."""
+def library_grads(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, bias: bool):
+    """The same weight gradient from the library's own convolution backward (oneDNN on the CPU;
+    cuDNN on CUDA, not measured here), and the bias's from the same pass over g if `bias`:
+    x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out, C_in, k) -> ((C_out, C_in, k),
+    (C_out,) or None), in x's dtype. In bf16 it sums in float32 and rounds once, and on a CPU with
+    native bf16 it beat the products above at every SampleCNN size measured (bench/train.py, README)."""
     k = weight.shape[-1]
     _, gw, gb = torch.ops.aten.convolution_backward(
         g, x, weight.unsqueeze(2), [weight.shape[0]] if bias else None, [1, 1], [0, k // 2], [1, 1],
         False, [0, 0], 1, [False, True, bias])
-    return (gw.squeeze(2), gb) if bias else gw.squeeze(2)
+    return gw.squeeze(2), gb
 
 
 class _Conv1dCL(torch.autograd.Function):
     """The convolution computed in `dtype` (autocast's; None: the tensors' own), the gradients
     returned in each input's own dtype: a float32 weight under bf16 autocast gets the library's
-    float32 sum rounded once (library_weight_grad), never sums of bf16-rounded block sums."""
+    float32 sum rounded once (library_grads), never sums of bf16-rounded block sums."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, dtype):
@@ -109,8 +109,7 @@ class _Conv1dCL(torch.autograd.Function):
             gx = F.conv2d(g, flipped.contiguous(), padding=(0, k // 2)).contiguous(memory_format=CL).to(x_dtype)
         want_gb = b_dtype is not None and ctx.needs_input_grad[2]
         if ctx.needs_input_grad[1] and x.dtype in (torch.bfloat16, torch.float16):
-            gw, gb = library_weight_grad(x, g, weight, bias=want_gb) if want_gb else (
-                library_weight_grad(x, g, weight), None)
+            gw, gb = library_grads(x, g, weight, want_gb)
             gw, gb = gw.to(w_dtype), None if gb is None else gb.to(b_dtype)
         elif ctx.needs_input_grad[1]:
             gw = weight_grad(x, g, k).to(w_dtype)

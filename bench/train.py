@@ -188,7 +188,9 @@ for name in args.models.split(","):
         continue
     if device.type == "cpu":            # CLMR's code as it runs: glibc's allocator as it comes
         child = subprocess.run([sys.executable, __file__, "--as_clmr_runs", "--models", name, "--steps",
-                                str(args.steps), "--batch", str(batch)], capture_output=True, text=True, check=True)
+                                str(args.steps), "--batch", str(batch)], capture_output=True, text=True)
+        if child.returncode != 0:
+            raise SystemExit(f"the child timing CLMR's code as it runs failed:\n{child.stderr[-3000:]}")
         untuned = float(child.stdout.split()[-1])
     timed = seconds_per_step({"augmentation": lambda: chain(x, generator=gen),
                               **{label: step_fn(model, x, criterion, precision) for label, model, precision in rows}})

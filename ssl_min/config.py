@@ -96,17 +96,18 @@ PRESETS = {
     # mean over 5 re-splits of the labeled tracks: no effects at all, only two random crops of a track
     # (every effect we tried erased some of what tells recordings apart: filters and reverb most, then
     # polarity, gain, noise and delay), tau 0.2, lr 2e-3, 0.82-s chunks at 8 kHz; 2500 steps (~11-15
-    # min on 2 AVX2 cores, ~6 on 2 AVX512-BF16 cores): on the 9-h pool the probe rose with steps
+    # min on 2 AVX2 cores, ~3.5 in bf16 on 2 AVX512-BF16 cores): on the 9-h pool the probe rose with steps
     # (300: 0.365, 1500: 0.391, 2500: 0.39-0.45 over five runs) and then no more (3000: 0.405; 7500 on
     # the faster CPU: 0.429). max_minutes 18 caps the steps on a slower CPU (ssl_min/budget.py), so the
-    # run ends by itself within 20 minutes, cache build included. fp32 even where bf16 is native: bf16
-    # autocast probed 0.01-0.04 lower at the same steps (two seeds), and 2500 fp32 steps fit anyway.
+    # run ends by itself within 20 minutes, cache build included. precision auto: bf16 where the CPU
+    # has it natively, 1.6x the fp32 step; with oneDNN's bf16 weight gradients (ssl_min/conv.py) four
+    # seeds probed 0.412 +- 0.016 against fp32's 0.397 +- 0.029 (fp32 elsewhere, bf16 being emulated).
     # Measured no better on that pool: tau 0.1 or 0.3, batch 192 for 1250 steps, lr 1e-3 or 4e-3,
     # weight decay 1e-4, CLMR's channels in the last blocks, width 0.5, 5 blocks, a 3-layer projector,
     # two pairs per track as positives, polarity and gain back in, 3.6 h more game music in the pool
     # (README tables).
     "cpu": dict(sample_rate=8000, n_blocks=7, width=0.25, pool="mean", chunk_samples=6561, batch_size=96,
-                lr=2e-3, warmup_steps=20, schedule="cosine", max_steps=2500, max_minutes=18, precision="fp32",
+                lr=2e-3, warmup_steps=20, schedule="cosine", max_steps=2500, max_minutes=18,
                 temperature=0.2, p_polarity=0.0,
                 p_noise=0.0, p_gain=0.0, p_filter=0.0, p_delay=0.0, p_reverb=0.0, p_pitch=0.0,
                 lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),

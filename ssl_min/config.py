@@ -100,9 +100,9 @@ PRESETS = {
     # (300: 0.365, 1500: 0.391, 2500: 0.39-0.45 over five runs) and then no more (3000: 0.405; 7500 on
     # the faster CPU: 0.429). max_minutes 18 caps the steps on a slower CPU (ssl_min/budget.py), so the
     # run ends by itself within 20 minutes, cache build included. precision auto: bf16 where the CPU
-    # has it natively, 1.6x the fp32 step; with oneDNN's bf16 weight gradients (ssl_min/conv.py) five
-    # runs probed 0.407 +- 0.017 against fp32's 0.397 +- 0.029 over four seeds: the same within the
-    # seed spread, in two thirds of the time (fp32 elsewhere, bf16 being emulated).
+    # has it natively, 1.6x the fp32 step; with oneDNN's bf16 weight gradients (ssl_min/conv.py) seeds
+    # 0-3 probed 0.401 +- 0.013 against fp32's 0.397 +- 0.029: the same within the seed spread, in two
+    # thirds of the time (fp32 elsewhere, bf16 being emulated).
     # Measured no better on that pool: tau 0.1 or 0.3, batch 192 for 1250 steps, lr 1e-3 or 4e-3,
     # weight decay 1e-4, CLMR's channels in the last blocks, width 0.5, 5 blocks, a 3-layer projector,
     # two pairs per track as positives, polarity and gain back in, 3.6 h more game music in the pool

@@ -46,7 +46,7 @@ parser.add_argument("--as_clmr_runs", action="store_true", help="internal: time 
                     "script: once mallopt has been called, glibc's adaptive defaults cannot be restored)")
 args = parser.parse_args()
 device = torch.device(args.device)
-allocator = keep_freed_memory() if device.type == "cpu" and not args.as_clmr_runs else "untouched"
+allocator = ("untouched" if args.as_clmr_runs else keep_freed_memory()) if device.type == "cpu" else "CUDA caching allocator"
 
 
 class CLMRSampleCNN(nn.Module):

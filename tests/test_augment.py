@@ -124,6 +124,68 @@ def test_pitch_shifts_are_drawn_per_example():
     assert len({round(s) for s in semitones}) >= 5 and all(-7.1 < s < 7.1 for s in semitones)
 
 
+def textbook_pitch_shift(x, semitones, n_fft, hop):
+    """One example (T,) float64, frame by frame, the phase advance as angle arithmetic with 2 pi
+    wrapping (as torchaudio's phase_vocoder), then the linear-interpolation read; the same frame
+    grid, anchor and output length as PitchShift's docstring and comments describe."""
+    T, r = x.shape[-1], 2.0 ** (semitones / 12)
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    X = torch.stft(x[None], n_fft, hop, window=window, return_complex=True)[0]        # (F, N)
+    F, N = X.shape
+    n_out = int(((T - 1) * r + 2 + n_fft // 2) // hop) + 1
+    anchor = min(math.ceil(n_fft // (2 * hop) * r), n_out - 1)
+    omega = 2 * math.pi * hop / n_fft * torch.arange(F, dtype=torch.float64)
+    frames, phase, advance = [], None, None
+    for k in range(n_out):
+        pos = min(k / r, N - 1)
+        i0 = math.floor(pos)
+        i1, frac = min(i0 + 1, N - 1), pos - i0
+        mag = (1 - frac) * X[:, i0].abs() + frac * X[:, i1].abs()
+        phase = X[:, i0].angle() if k <= anchor else phase + advance
+        d = X[:, i1].angle() - X[:, i0].angle() - omega
+        advance = d - 2 * math.pi * torch.round(d / (2 * math.pi)) + omega
+        frames.append(torch.polar(mag, phase))
+    stretched = torch.istft(torch.stack(frames, -1)[None], n_fft, hop, window=window, length=hop * (n_out - 1))[0]
+    t = torch.arange(T, dtype=torch.float64) * r
+    j0 = t.floor().long()
+    return torch.lerp(stretched[j0], stretched[j0 + 1], t - j0)
+
+
+@pytest.mark.parametrize("semitones", [-7.0, -2.3, 0.0, 4.6, 7.0])
+def test_pitch_shift_equals_the_textbook_phase_vocoder(semitones):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 8000, dtype=torch.float64, generator=g) * 0.1
+    x[1, :, :3000] = 0                                                  # silent bins: phase 0, then sound
+    shift = A.PitchShift(8000, 16000)
+    y = shift.apply(x, {"semitones": torch.full((2,), semitones, dtype=torch.float64)})
+    for i in range(2):
+        ref = textbook_pitch_shift(x[i, 0], semitones, shift.n_fft, shift.hop)
+        assert (y[i, 0] - ref).abs().max() < 1e-9
+
+
+def test_pitch_shift_of_an_example_does_not_depend_on_its_batch_or_blocks(monkeypatch):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 1, 6000, generator=g) * 0.1
+    shift = A.PitchShift(6000, 8000)
+    params = {"semitones": torch.tensor([7.0, -7.0, 0.5, -3.0, 6.0, 2.0], dtype=torch.float64)}
+    batch = shift.apply(x, params)
+    alone = torch.cat([shift.apply(x[i:i + 1], {"semitones": params["semitones"][i:i + 1]}) for i in range(6)])
+    monkeypatch.setattr(A, "CPU_BLOCK_BYTES", 1 << 40)                # the whole batch as one block
+    one_block = shift.apply(x, params)
+    assert (alone - batch).abs().max() < 1e-6 and (one_block - batch).abs().max() < 1e-6
+
+
+def test_reverb_in_blocks_equals_one_block(monkeypatch):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(9, 2, 3000, generator=g) * 0.1
+    reverb = A.Reverb(8000)
+    params = reverb.sample(9, x.device, g)
+    monkeypatch.setattr(A, "CPU_BLOCK_BYTES", 1)                       # one example per block
+    blocks = reverb.apply(x, params)
+    monkeypatch.setattr(A, "CPU_BLOCK_BYTES", 1 << 40)
+    assert (reverb.apply(x, params) - blocks).abs().max() < 1e-6
+
+
 # ---- reverb: sox's algorithm, checked sample by sample against a loop and against sox itself ----
 
 def sox_reverb_loop(x, sr, reverberance, hf_damping, room_scale, offset):

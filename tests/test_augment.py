@@ -175,15 +175,15 @@ def test_pitch_shift_of_an_example_does_not_depend_on_its_batch_or_blocks(monkey
     assert (alone - batch).abs().max() < 1e-6 and (one_block - batch).abs().max() < 1e-6
 
 
-def test_reverb_in_blocks_equals_one_block(monkeypatch):
+@pytest.mark.parametrize("effect", [A.Reverb(8000), A.HighLowPass(8000, 1500, 3500)], ids=["reverb", "filter"])
+def test_effects_in_blocks_equal_one_block(monkeypatch, effect):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(9, 2, 3000, generator=g) * 0.1
-    reverb = A.Reverb(8000)
-    params = reverb.sample(9, x.device, g)
+    params = effect.sample(9, x.device, g)
     monkeypatch.setattr(A, "CPU_BLOCK_BYTES", 1)                       # one example per block
-    blocks = reverb.apply(x, params)
+    blocks = effect.apply(x, params)
     monkeypatch.setattr(A, "CPU_BLOCK_BYTES", 1 << 40)
-    assert (reverb.apply(x, params) - blocks).abs().max() < 1e-6
+    assert (effect.apply(x, params) - blocks).abs().max() < 1e-6
 
 
 # ---- reverb: sox's algorithm, checked sample by sample against a loop and against sox itself ----

@@ -48,21 +48,6 @@ def _fft_conv_same(x, kernel):
     return y[..., 2 * half:2 * half + T]                                   # the 'valid' part
 
 
-# On a CPU, the costly effects (filters, pitch shift, reverb) process their examples in blocks whose largest
-# intermediate tensor is about this size, so that each pass over it runs from the cache rather than
-# from memory: CLMR's pitch shift on 58 clips of 59049 samples ran ~3x faster in blocks of 4 than in
-# one piece, its reverb ~2x in blocks of 16 (2-core AMD EPYC Zen 5, bench/augment.py). A GPU takes
-# the whole batch at once.
-CPU_BLOCK_BYTES = 4 << 20
-
-
-def _blocks(order, device, bytes_per_example):
-    """`order` (indices of a batch's examples) split into the blocks they are processed in."""
-    if torch.device(device).type != "cpu":
-        return [order]
-    return order.split(max(1, CPU_BLOCK_BYTES // max(1, int(bytes_per_example))))
-
-
 class Augmentation(nn.Module):
     """Base: subclasses define sample(n, device, generator) -> params and apply(x, params).
     `transform(x, generator)` works on (B, C, T) in a float compute dtype; `forward` adds the
@@ -182,11 +167,7 @@ class _SincFilter(Augmentation):
         return torch.where(highpass[:, None], delta - lowpass, lowpass)
 
     def apply(self, x, params):
-        B, C, T = x.shape
-        out = torch.empty_like(x)
-        for idx in _blocks(torch.arange(B, device=x.device), x.device, 2 * C * T * x.element_size()):
-            out[idx] = _fft_conv_same(x[idx], self.kernels(params["cutoff"][idx], params["highpass"][idx]).to(x.dtype))
-        return out
+        return _fft_conv_same(x, self.kernels(params["cutoff"], params["highpass"]).to(x.dtype))
 
 
 class LowPassFilter(_SincFilter):
@@ -257,25 +238,15 @@ class PitchShift(Augmentation):
         return ((((T - 1) * r.double() + 2 + self.n_fft // 2) / self.hop).floor() + 1).long()
 
     def apply(self, x, params):
-        """Examples sorted by shift and taken in blocks (_blocks): each example's output depends on
-        it alone, not on the others in its batch or block."""
         B, C, T = x.shape
-        semitones = params["semitones"]
-        n_out = int(self.frames_out(2.0 ** (semitones.max() / 12), T))
-        out = torch.empty_like(x)
-        for idx in _blocks(semitones.argsort(), x.device, 2 * C * (self.n_fft // 2 + 1) * n_out * x.element_size()):
-            out[idx] = self.shift(x[idx], semitones[idx])
-        return out
-
-    def shift(self, x, semitones):
-        """x: (B, C, T), semitones: (B,) -> (B, C, T), one block."""
-        B, C, T = x.shape
-        r = (2.0 ** (semitones / 12)).to(x.dtype)                              # (B,) frequency ratio
+        r = (2.0 ** (params["semitones"] / 12)).to(x.dtype)                              # (B,) frequency ratio
         window = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
         X = torch.stft(x.reshape(B * C, T), self.n_fft, self.hop, window=window, return_complex=True)
         F, N = X.shape[-2:]
         X = X.reshape(B, C, F, N)
-        # (1) phase vocoder: output frame k <- input frame k / r, per example
+        # (1) phase vocoder: output frame k <- input frame k / r, per example; as many output
+        # frames as the example with the largest r needs (each example's output is its own: the
+        # frames past its need never reach the samples it reads)
         n_out = int(self.frames_out(r, T).max())
         pos = (torch.arange(n_out, device=x.device, dtype=x.dtype)[None] / r[:, None]).clamp(max=N - 1)
         i0 = pos.floor().long()
@@ -416,16 +387,8 @@ class Reverb(Augmentation):
         return {"reverberance": rev, "hf_damping": damp, "room_scale": room}
 
     def apply(self, x, params):
-        B, C, T = x.shape
-        n_fft = 1 << math.ceil(math.log2(T))
-        out = torch.empty_like(x)
-        for idx in _blocks(torch.arange(B, device=x.device), x.device, 2 * C * (n_fft // 2 + 1) * x.element_size()):
-            out[idx] = self.reverberate(x[idx], {name: value[idx] for name, value in params.items()}, n_fft)
-        return out
-
-    def reverberate(self, x, params, n_fft):
-        """x: (B, C, T) -> (B, C, T), one block."""
         T = x.shape[-1]
+        n_fft = 1 << math.ceil(math.log2(T))
         radius = self.WRAP[x.dtype] ** (1 / n_fft)
         settings = sox_reverb_settings(params["reverberance"], params["hf_damping"], params["room_scale"])
         settings = [s.to(x.dtype) for s in settings]

@@ -243,7 +243,7 @@ class PitchShift(Augmentation):
         window = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
         X = torch.stft(x.reshape(B * C, T), self.n_fft, self.hop, window=window, return_complex=True)
         F, N = X.shape[-2:]
-        X = X.reshape(B, C, F, N)
+        X = X.transpose(1, 2)                             # (B*C, N, F): frames as rows (stft's memory order)
         # (1) phase vocoder: output frame k <- input frame k / r, per example; as many output
         # frames as the example with the largest r needs (each example's output is its own: the
         # frames past its need never reach the samples it reads)
@@ -251,16 +251,22 @@ class PitchShift(Augmentation):
         pos = (torch.arange(n_out, device=x.device, dtype=x.dtype)[None] / r[:, None]).clamp(max=N - 1)
         i0 = pos.floor().long()
         i1 = (i0 + 1).clamp(max=N - 1)
-        frac = (pos - i0)[:, None, None]                                       # (B, 1, 1, n_out)
+        frac = (pos - i0).repeat_interleave(C, 0)[..., None]                  # (B*C, n_out, 1)
 
+        # One table of rows per example: the advances (N+1 rows, the last two "no advance"), then
+        # the frames' unit phasors X / |X| (N rows).
+        table = torch.ones(B * C, 2 * N + 1, F, dtype=X.dtype, device=x.device)
         mag = X.abs()
         silent = mag <= torch.finfo(x.dtype).tiny
-        unit = torch.view_as_real(X) * (1 / torch.where(silent, 1, mag))[..., None]
+        unit = torch.view_as_real(table[:, N + 1:])
+        torch.mul(torch.view_as_real(X), (1 / torch.where(silent, 1, mag))[..., None], out=unit)
         unit[..., 0] += silent                                                 # a silent bin: phase 0
-        unit = torch.view_as_complex(unit)                                     # X / |X|, (B, C, F, N)
+        unit = table[:, N + 1:]                                                # X / |X|, (B*C, N, F)
 
         def frames(t, i):
-            return t.gather(-1, i[:, None, None].expand(B, C, F, i.shape[-1]))  # (B, C, F, len(i))
+            """Rows i (B, n) of each example's frames t (B*C, M, F) -> (B*C, n, F), whole rows copied."""
+            rows = torch.arange(B * C, device=x.device)[:, None] * t.shape[1] + i.repeat_interleave(C, 0)
+            return t.reshape(-1, F).index_select(0, rows.flatten()).reshape(B * C, -1, F)
 
         mag = torch.lerp(frames(mag, i0), frames(mag, i1), frac)
         # Phases accumulate from an anchor frame whose window lies inside the audio: the first
@@ -272,17 +278,20 @@ class PitchShift(Augmentation):
         # output frame k is a running product: no atan2, cos or sin.
         k = torch.arange(n_out, device=x.device)
         anchor = torch.ceil(self.n_fft // (2 * self.hop) * r.double()).long().clamp(max=n_out - 1)   # (B,)
-        advance = torch.ones(B, C, F, N + 1, dtype=X.dtype, device=x.device)  # [N-1], [N]: no advance
-        torch.mul(unit[..., 1:], unit[..., :-1].conj(), out=advance[..., :N - 1])
-        # output frame k takes the advance of output frame k-1 (input frame i0[k-1]), from the anchor on
+        torch.mul(unit[:, 1:], unit[:, :-1].conj(), out=table[:, :N - 1])
+        # output frame k: before the anchor "no advance" (row N); at it, the anchor's phasor; after
+        # it, the advance of output frame k-1 (input frame i0[k-1])
         taken = torch.where(k[None] > anchor[:, None], i0.roll(1, -1), N)     # (B, n_out)
-        phasor = frames(unit, i0.gather(1, anchor[:, None])) * torch.cumprod(frames(advance, taken), -1)
+        taken = torch.where(k[None] == anchor[:, None], N + 1 + i0, taken)
+        phasor = frames(table, taken)
+        for j in range(1, n_out):              # the running product, frame by frame (all bins at once)
+            phasor[:, j] *= phasor[:, j - 1]
         head = int(anchor.max())                                               # frames before the anchor
-        phasor[..., :head] = torch.where((k[:head] < anchor[:, None])[:, None, None],
-                                         frames(unit, i0[:, :head]), phasor[..., :head])
+        before = (k[:head] < anchor[:, None]).repeat_interleave(C, 0)[..., None]   # (B*C, head, 1)
+        phasor[:, :head] = torch.where(before, frames(unit, i0[:, :head]), phasor[:, :head])
         spectrum = torch.view_as_real(phasor)
         spectrum *= mag[..., None]
-        stretched = torch.istft(phasor.reshape(B * C, F, n_out), self.n_fft, self.hop,
+        stretched = torch.istft(phasor.transpose(1, 2), self.n_fft, self.hop,
                                 window=window, length=self.hop * (n_out - 1)).reshape(B, C, -1)
         # (2) read r times faster: sample m of the output is sample m * r of the stretched signal
         t = torch.arange(T, device=x.device, dtype=x.dtype)[None] * r[:, None]   # (B, T)

@@ -350,7 +350,7 @@ def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
 
     r = sample_rate / 44100
     z_inv = (unit[-(coarse[:, None] + fine[None]) & (n_fft - 1)] * radius)[None]     # z^-1, (1, A, S)
-    minus_G = -(feedback * (1 - damping))[:, None, None] * (1 / (1 - damping[:, None, None] * z_inv))
+    minus_G = -(feedback * (1 - damping))[:, None, None] * torch.reciprocal(1 - damping[:, None, None] * z_inv)
     wet = 0
     for offset in (0, 1):
         combs = torch.zeros_like(minus_G)                                  # (B, A, S)
@@ -358,7 +358,7 @@ def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
             lead, tail = z_pow((scale * r * (length + STEREO_ADJUST * offset * (-1) ** i) + 0.5).long())
             d = lead * tail
             d += minus_G
-            combs += 1 / d                                                 # (real / complex: the fast division)
+            combs += d.reciprocal_()
         allpass = 0.015 / 2                                                # the gain, and the mean of 2 channels
         for i, length in enumerate(ALLPASS_LENGTHS):   # fixed lengths: one (1, A, S) row for the batch
             m = int(r * (length + STEREO_ADJUST * offset * (-1) ** i) + 0.5)  # 8 combs: sign restarts

@@ -48,6 +48,24 @@ def _fft_conv_same(x, kernel):
     return y[..., 2 * half:2 * half + T]                                   # the 'valid' part
 
 
+def _istft(frames, window, hop):
+    """torch.istft(frames.transpose(1, 2), n_fft, hop, window, center=True, length=hop * (n - 1))
+    for frames (M, n, n_fft // 2 + 1) stored frame by frame, with n_fft a multiple of hop: each
+    inverse FFT is windowed while it is added into place, then divided by the windows' summed
+    squares. -> (M, hop * (n - 1))."""
+    M, n = frames.shape[:2]
+    n_fft = window.shape[0]
+    R = n_fft // hop                                                      # frames overlapping a sample
+    pieces = torch.fft.irfft(frames, n_fft).view(M, n, R, hop)
+    out = torch.zeros(M, n + R - 1, hop, dtype=pieces.dtype, device=pieces.device)
+    envelope = torch.zeros(n + R - 1, hop, dtype=window.dtype, device=window.device)
+    for q, w in enumerate(window.view(R, hop)):                           # the q-th hop of every frame
+        out[:, q:q + n].addcmul_(pieces[:, :, q], w)
+        envelope[q:q + n] += w * w
+    keep = slice(n_fft // 2, n_fft // 2 + hop * (n - 1))
+    return out.view(M, -1)[:, keep] / envelope.view(-1)[keep]
+
+
 class Augmentation(nn.Module):
     """Base: subclasses define sample(n, device, generator) -> params and apply(x, params).
     `transform(x, generator)` works on (B, C, T) in a float compute dtype; `forward` adds the
@@ -257,11 +275,8 @@ class PitchShift(Augmentation):
         # the frames' unit phasors X / |X| (N rows).
         table = torch.ones(B * C, 2 * N + 1, F, dtype=X.dtype, device=x.device)
         mag = X.abs()
-        silent = mag <= torch.finfo(x.dtype).tiny
-        unit = torch.view_as_real(table[:, N + 1:])
-        torch.mul(torch.view_as_real(X), (1 / torch.where(silent, 1, mag))[..., None], out=unit)
-        unit[..., 0] += silent                                                 # a silent bin: phase 0
         unit = table[:, N + 1:]                                                # X / |X|, (B*C, N, F)
+        torch.where(mag > torch.finfo(x.dtype).tiny, torch.sgn(X), X.new_ones(()), out=unit)   # silent: phase 0
 
         def frames(t, i):
             """Rows i (B, n) of each example's frames t (B*C, M, F) -> (B*C, n, F), whole rows copied."""
@@ -291,8 +306,7 @@ class PitchShift(Augmentation):
         phasor[:, :head] = torch.where(before, frames(unit, i0[:, :head]), phasor[:, :head])
         spectrum = torch.view_as_real(phasor)
         spectrum *= mag[..., None]
-        stretched = torch.istft(phasor.transpose(1, 2), self.n_fft, self.hop,
-                                window=window, length=self.hop * (n_out - 1)).reshape(B, C, -1)
+        stretched = _istft(phasor, window, self.hop).reshape(B, C, -1)
         # (2) read r times faster: sample m of the output is sample m * r of the stretched signal
         t = torch.arange(T, device=x.device, dtype=x.dtype)[None] * r[:, None]   # (B, T)
         j0 = t.floor().long().clamp(max=stretched.shape[-1] - 1)

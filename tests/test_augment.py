@@ -124,6 +124,17 @@ def test_pitch_shifts_are_drawn_per_example():
     assert len({round(s) for s in semitones}) >= 5 and all(-7.1 < s < 7.1 for s in semitones)
 
 
+@pytest.mark.parametrize("n_fft, hop", [(256, 64), (512, 128), (512, 256)])
+def test_overlap_add_equals_torch_istft(n_fft, hop):
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randn(3, 20, n_fft // 2 + 1, dtype=torch.complex128, generator=g)
+    frames[..., 0] = frames[..., 0].real                               # a real signal's DC and Nyquist bins
+    frames[..., -1] = frames[..., -1].real
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    ref = torch.istft(frames.transpose(1, 2), n_fft, hop, window=window, length=hop * 19)
+    assert (A._istft(frames, window, hop) - ref).abs().max() < 1e-12
+
+
 def textbook_pitch_shift(x, semitones, n_fft, hop):
     """One example (T,) float64, frame by frame, the phase advance as angle arithmetic with 2 pi
     wrapping (as torchaudio's phase_vocoder), then the linear-interpolation read; the same frame

@@ -257,7 +257,7 @@ class PitchShift(Augmentation):
 
     def apply(self, x, params):
         B, C, T = x.shape
-        r = (2.0 ** (params["semitones"] / 12)).to(x.dtype)                              # (B,) frequency ratio
+        r = (2.0 ** (params["semitones"] / 12)).to(x.dtype)                   # (B,) frequency ratio
         window = torch.hann_window(self.n_fft, device=x.device, dtype=x.dtype)
         X = torch.stft(x.reshape(B * C, T), self.n_fft, self.hop, window=window, return_complex=True)
         F, N = X.shape[-2:]
@@ -304,8 +304,7 @@ class PitchShift(Augmentation):
         head = int(anchor.max())                                               # frames before the anchor
         before = (k[:head] < anchor[:, None]).repeat_interleave(C, 0)[..., None]   # (B*C, head, 1)
         phasor[:, :head] = torch.where(before, frames(unit, i0[:, :head]), phasor[:, :head])
-        spectrum = torch.view_as_real(phasor)
-        spectrum *= mag[..., None]
+        torch.view_as_real(phasor).mul_(mag[..., None])                       # the spectrum, in place
         stretched = _istft(phasor, window, self.hop).reshape(B, C, -1)
         # (2) read r times faster: sample m of the output is sample m * r of the stretched signal
         t = torch.arange(T, device=x.device, dtype=x.dtype)[None] * r[:, None]   # (B, T)

@@ -84,7 +84,8 @@ def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progr
 def main(argv=None):
     t_start = time.time()                       # a time budget counts from here, cache build included
     args, given = parse_args(argv, __doc__)
-    cfg, ckpt = config_for_run(args, given)
+    notes = []
+    cfg, ckpt = config_for_run(args, given, notes)
     out = Path(cfg.out)
     p = distributed.setup(cfg.device)
     say = print if p.master else (lambda *a, **k: None)
@@ -98,6 +99,8 @@ def main(argv=None):
     write_config()
     say(f"config ({'resumed' if ckpt else 'preset ' + args.preset}, {p.world} process(es)):\n"
         + json.dumps(dataclasses.asdict(cfg), indent=2))
+    for note in notes:
+        say(note)
     if p.device.type == "cpu":
         say(f"memory: {keep_freed_memory()}")                      # ~1.7x on a CPU step: cpu_memory.py
 

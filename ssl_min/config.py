@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ssl_min.objectives import OBJECTIVES
+from ssl_min.precision import auto_precision
 
 
 def _bool(text):
@@ -76,7 +77,7 @@ class Config:
     augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
     # machinery
     num_workers: int = F(2, "DataLoader worker processes (persistent); 0 reads in the main process")
-    precision: str = F("auto", "'auto' (bf16 where supported, else fp16 on CUDA, else fp32), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
+    precision: str = F("auto", "'auto' (CUDA: bf16 where supported, else fp16; CPU: bf16 where native and measured faster than fp32, else fp32: ssl_min/precision.py), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
     device: str = F("auto", "'auto' (cuda if available), 'cpu', 'cuda'")
     compile: bool = F(False, "torch.compile the model (first steps slower; saves the uncompiled weights)")
     log_every: int = F(10, "steps between lines in metrics.jsonl")
@@ -100,9 +101,10 @@ PRESETS = {
     # (300: 0.365, 1500: 0.391, 2500: 0.39-0.45 over five runs) and then no more (3000: 0.405; 7500 on
     # the faster CPU: 0.429). max_minutes 18 caps the steps on a slower CPU (ssl_min/budget.py), so the
     # run ends by itself within 20 minutes, cache build included. precision auto: bf16 where the CPU
-    # has it natively, 1.6x the fp32 step; with oneDNN's bf16 weight gradients (ssl_min/conv.py) seeds
-    # 0-3 probed 0.401 +- 0.013 against fp32's 0.397 +- 0.029: the same within the seed spread, in two
-    # thirds of the time (fp32 elsewhere, bf16 being emulated).
+    # has it natively and a start-up measurement finds it faster (ssl_min/precision.py), 1.6x the fp32
+    # step on the Zen 5 CPU; with oneDNN's bf16 weight gradients (ssl_min/conv.py) seeds 0-3 probed
+    # 0.401 +- 0.013 against fp32's 0.397 +- 0.029: the same within the seed spread, in two thirds of
+    # the time (fp32 elsewhere).
     # Measured no better on that pool: tau 0.1 or 0.3, batch 192 for 1250 steps, lr 1e-3 or 4e-3,
     # weight decay 1e-4, CLMR's channels in the last blocks, width 0.5, 5 blocks, a 3-layer projector,
     # two pairs per track as positives, polarity and gain back in, 3.6 h more game music in the pool
@@ -131,8 +133,9 @@ def parse_args(argv=None, description=""):
     return args, given
 
 
-def resolve(cfg: Config) -> Config:
-    """Derived fields made explicit and checked, so the saved config is the one that ran."""
+def resolve(cfg: Config, notes: list | None = None) -> Config:
+    """Derived fields made explicit and checked, so the saved config is the one that ran.
+    notes: if a list, how a derived field was chosen is appended to it (for the log)."""
     receptive = 3 ** (cfg.n_blocks + 1)
     if cfg.chunk_samples == 0:
         cfg.chunk_samples = receptive
@@ -153,17 +156,11 @@ def resolve(cfg: Config) -> Config:
         raise SystemExit("a cutoff range's min is above its max")
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.precision == "auto":
-        cfg.precision = "bf16" if native_bf16(cfg.device) else "fp16" if cfg.device == "cuda" else "fp32"
+    if cfg.precision == "auto":                 # measured where it can go either way (ssl_min/precision.py)
+        cfg.precision, why = auto_precision(cfg.device)
+        if notes is not None:
+            notes.append(f"precision auto -> {cfg.precision}: {why}")
     return cfg
-
-
-def native_bf16(device="cpu") -> bool:
-    """Does this device compute bf16 in hardware? CUDA: as torch says; CPU: AVX512-BF16 or AMX
-    (otherwise bf16 is emulated, ~100x slower than fp32, so "auto" must not pick it)."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def get_lr(step, cfg):
@@ -177,7 +174,7 @@ def get_lr(step, cfg):
     return cfg.lr
 
 
-def config_for_run(args, given):
+def config_for_run(args, given, notes=None):
     """The run folder's rules, then the config: the preset and the flags for a new run (never into
     a folder that holds one), or the checkpoint's own config on --resume (only RESUME_MAY_CHANGE
     fields may be given; the device is resolved again, the machine may have changed).
@@ -193,7 +190,7 @@ def config_for_run(args, given):
             step = torch.load(last, map_location="cpu", weights_only=True)["step"]
             raise SystemExit(f"{out} already holds a run (checkpoint.pt at step {step}): continue it with "
                              "--resume, or pick another --out (or delete the folder)")
-        return resolve(Config(**{**PRESETS[args.preset], **given})), None
+        return resolve(Config(**{**PRESETS[args.preset], **given}), notes), None
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     cfg = Config(**ckpt["config"])
     changed = {k for k, v in given.items() if getattr(cfg, k) != v} - RESUME_MAY_CHANGE - {"out"}
@@ -204,4 +201,4 @@ def config_for_run(args, given):
     cfg.out = str(out)                          # the folder may have moved
     if "device" not in given:
         cfg.device = "auto"
-    return resolve(cfg), ckpt
+    return resolve(cfg, notes), ckpt

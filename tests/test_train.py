@@ -103,14 +103,34 @@ def test_flags_that_would_lie_are_refused(audio_dir, tmp_path, capsys):
         train.main(["--preset", "clmr", "--out", str(tmp_path / "c")])
 
 
-@pytest.mark.parametrize("avx512_bf16, amx, expected", [(False, False, "fp32"), (True, False, "bf16"),
-                                                         (False, True, "bf16")])
-def test_auto_precision_on_cpu_picks_bf16_only_where_it_is_native(monkeypatch, avx512_bf16, amx, expected):
+@pytest.mark.parametrize("avx512_bf16, amx, ms_fp32, ms_bf16, expected", [
+    (False, False, 10.0, 1.0, "fp32"),                # emulated bf16 (AVX2 only, ~100x slower): never timed
+    (True, False, 10.0, 4.0, "bf16"),                 # native and measured faster
+    (False, True, 10.0, 4.0, "bf16"),
+    (True, False, 10.0, 9.0, "fp32"),                 # a near tie keeps fp32
+    (True, False, 10.0, 12.0, "fp32")])               # native but slower (one AVX512-BF16 machine was)
+def test_auto_precision_on_cpu_takes_bf16_where_native_and_measured_faster(monkeypatch, avx512_bf16, amx,
+                                                                           ms_fp32, ms_bf16, expected):
+    from ssl_min import precision
     from ssl_min.config import Config, resolve
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    cfg = resolve(Config(data="x", device="cpu", precision="auto"))
-    assert cfg.precision == expected                  # emulated bf16 (AVX2 only) is ~100x slower
+    timed = []
+    monkeypatch.setattr(precision, "conv_step_seconds", lambda bf16: timed.append(bf16) or (ms_bf16 if bf16 else ms_fp32))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    notes = []
+    cfg = resolve(Config(data="x", device="cpu", precision="auto"), notes)
+    assert cfg.precision == expected and notes[0].startswith(f"precision auto -> {expected}: ")
+    assert sorted(timed) == ([False, True] if avx512_bf16 or amx else [])
+    monkeypatch.setenv("WORLD_SIZE", "2")             # under torchrun: unmeasured, so every rank agrees
+    if avx512_bf16 or amx:
+        assert resolve(Config(data="x", device="cpu", precision="auto")).precision == "bf16"
+
+
+def test_the_precision_measurement_times_a_real_convolution_step():
+    from ssl_min.precision import conv_step_seconds
+    t = conv_step_seconds(False, batch=2, channels=8, frames=81, trials=1)
+    assert 0 < t < float("inf")
 
 
 @pytest.mark.parametrize("bf16, expected", [(True, "bf16"), (False, "fp16")])

@@ -23,11 +23,11 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.audio import scan_folder, tracks_from  # noqa: E402
 from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
-from ssl_min.precision import native_bf16  # noqa: E402
 from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
 from ssl_min.model import build_model  # noqa: E402
 from ssl_min.pairs import PairDataset, StreamSampler  # noqa: E402
+from ssl_min.precision import native_bf16  # noqa: E402
 from ssl_min.prepare import prepare  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -31,10 +31,10 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.augment import build_chain  # noqa: E402
 from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
-from ssl_min.precision import native_bf16  # noqa: E402
 from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
 from ssl_min.model import ContrastiveModel, build_model, channels  # noqa: E402
+from ssl_min.precision import native_bf16  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")

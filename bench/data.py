@@ -97,7 +97,8 @@ def main():
     # Under a main guard: prepare() decodes in spawned processes, which re-import this file.
     args = parser.parse_args()
     print(f"memory: {keep_freed_memory()}")                  # as train.py does on the CPU
-    cfg = resolve(Config(**{**PRESETS[args.preset], "data": "-"}))
+    # the preset's shapes; precision fixed, as this bench times each precision itself (no start-up timing)
+    cfg = resolve(Config(**{**PRESETS[args.preset], "data": "-", "precision": "fp32"}))
     tmp = Path(tempfile.mkdtemp(prefix="ssl_min_bench_"))
     sources = {}
     if args.music:

@@ -167,7 +167,8 @@ if not args.as_clmr_runs:
     print(f"{'model':<6}{'batch':>6}  {'formulation':<30}{'clips/s':>9}{'GFLOP/s':>9}{'% peak':>8}{'vs CLMR':>9}"
           f"{'vs default':>11}{'aug share':>11}")
 for name in args.models.split(","):
-    cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type}))
+    # the preset's shapes; precision fixed, as this bench times each precision itself (no start-up timing)
+    cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type, "precision": "fp32"}))
     batch = args.batch or cfg.batch_size
     torch.manual_seed(0)
     ours = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(device)

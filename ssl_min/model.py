@@ -53,7 +53,7 @@ class _StemProduct(torch.autograd.Function):
     the tensors' own). Autograd's own backward of that product forms the weight's gradient as one
     (k, B*L) x (B*L, C) product with a reduction of B*L (~420k rows for the cpu preset): the
     libraries run that shape slowly (measured on the Zen 5 CPU: 3.4 ms in bf16, 8.9 in fp32, whose
-    single long sum also rounded 40x worse than summing per clip). Here: one (k + 1, L) x (L, C)
+    single long sum also rounded 15-45x worse than sums per clip). Here: one (k + 1, L) x (L, C)
     product per clip, with a row of ones for the bias, and the B results summed in float32."""
 
     @staticmethod

@@ -96,20 +96,21 @@ PRESETS = {
     # Real music on a 2-core CPU (bench/real_music.py; README, "Real music"), chosen by ablation on the
     # mean over 5 re-splits of the labeled tracks: no effects at all, only two random crops of a track
     # (every effect we tried erased some of what tells recordings apart: filters and reverb most, then
-    # polarity, gain, noise and delay), tau 0.2, lr 2e-3, 0.82-s chunks at 8 kHz; 2500 steps (~11-15
-    # min on 2 AVX2 cores, ~3.5 in bf16 on 2 AVX512-BF16 cores): on the 9-h pool the probe rose with steps
-    # (300: 0.365, 1500: 0.391, 2500: 0.39-0.45 over five runs) and then no more (3000: 0.405; 7500 on
-    # the faster CPU: 0.429). max_minutes 18 caps the steps on a slower CPU (ssl_min/budget.py), so the
-    # run ends by itself within 20 minutes, cache build included. precision auto: bf16 where the CPU
-    # has it natively and a start-up measurement finds it faster (ssl_min/precision.py), 1.6x the fp32
-    # step on the Zen 5 CPU; with oneDNN's bf16 weight gradients (ssl_min/conv.py) seeds 0-3 probed
-    # 0.401 +- 0.013 against fp32's 0.397 +- 0.029: the same within the seed spread, in two thirds of
-    # the time (fp32 elsewhere).
-    # Measured no better on that pool: tau 0.1 or 0.3, batch 192 for 1250 steps, lr 1e-3 or 4e-3,
-    # weight decay 1e-4, CLMR's channels in the last blocks, width 0.5, 5 blocks, a 3-layer projector,
-    # two pairs per track as positives, polarity and gain back in, 3.6 h more game music in the pool
-    # (README tables).
-    "cpu": dict(sample_rate=8000, n_blocks=7, width=0.25, pool="mean", chunk_samples=6561, batch_size=96,
+    # polarity, gain, noise and delay), tau 0.2, lr 2e-3, 8 kHz. Short chunks, many of them: 0.27 s
+    # (2187 samples; 6 blocks, so one output frame) in batches of 288 pairs, the samples per step of
+    # the earlier 96 pairs of 0.82 s (7 blocks; four seeds: 0.401 PR-AUC), probed better on every seed
+    # measured (README, "Real music"); longer chunks probed worse (2.46 s: 0.343; 0.82 s in batches of
+    # 32: 0.362), and 0.27 s in batches of 96 no better than 0.82 s (0.396). 2500 steps (~3.6 min in
+    # bf16 on 2 Zen 5 cores): the probe rose with steps up to there and then no more (0.82-s chunks:
+    # 300: 0.365, 1500: 0.391, 3000: 0.405, 7500: 0.418-0.429). max_minutes 18 caps the steps on a
+    # slower CPU (ssl_min/budget.py), so the run ends by itself within 20 minutes, cache build included.
+    # precision auto: bf16 where the CPU has it natively and a start-up measurement finds it faster
+    # (ssl_min/precision.py); on the 0.82-s preset bf16 and fp32 probed the same over four seeds.
+    # Measured no better (0.82-s chunks): tau 0.1 or 0.3, batch 192 for 1250 steps, lr 1e-3 or 4e-3,
+    # weight decay 1e-4, CLMR's channels in the last blocks, width 0.5, 5 blocks, a 3-layer or a wider
+    # projector, two pairs per track as positives, polarity and gain back in, mixing in another clip,
+    # BYOL, MoCo, 3.6 h more game music in the pool (README tables).
+    "cpu": dict(sample_rate=8000, n_blocks=6, width=0.25, pool="mean", chunk_samples=2187, batch_size=288,
                 lr=2e-3, warmup_steps=20, schedule="cosine", max_steps=2500, max_minutes=18,
                 temperature=0.2, p_polarity=0.0,
                 p_noise=0.0, p_gain=0.0, p_filter=0.0, p_delay=0.0, p_reverb=0.0, p_pitch=0.0,

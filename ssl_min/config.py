@@ -98,10 +98,11 @@ PRESETS = {
     # (every effect we tried erased some of what tells recordings apart: filters and reverb most, then
     # polarity, gain, noise and delay), tau 0.2, lr 2e-3, 8 kHz. Short chunks, many of them: 0.27 s
     # (2187 samples; 6 blocks, so one output frame) in batches of 288 pairs, the samples per step of
-    # the earlier 96 pairs of 0.82 s (7 blocks; four seeds: 0.401 PR-AUC), probed better on every seed
-    # measured (README, "Real music"); longer chunks probed worse (2.46 s: 0.343; 0.82 s in batches of
-    # 32: 0.362), and 0.27 s in batches of 96 no better than 0.82 s (0.396). 2500 steps (~3.6 min in
-    # bf16 on 2 Zen 5 cores): the probe rose with steps up to there and then no more (0.82-s chunks:
+    # the earlier 96 pairs of 0.82 s (7 blocks), probed better on each of four seeds (0.442 +- 0.014
+    # PR-AUC against 0.401 +- 0.013; README, "Real music"); longer chunks probed worse (2.46 s: 0.343
+    # with 8 blocks in batches of 96, 0.362 with 7 in batches of 32), and 0.27 s in batches of 96 no
+    # better than 0.82 s (0.396). 2500 steps (~3.6 min in bf16 on 2 Zen 5 cores): the probe rose
+    # with steps up to there and then no more (0.82-s chunks:
     # 300: 0.365, 1500: 0.391, 3000: 0.405, 7500: 0.418-0.429). max_minutes 18 caps the steps on a
     # slower CPU (ssl_min/budget.py), so the run ends by itself within 20 minutes, cache build included.
     # precision auto: bf16 where the CPU has it natively and a start-up measurement finds it faster

@@ -118,12 +118,19 @@ class _Conv1dCL(torch.autograd.Function):
         return gx, gw, gb, None
 
 
+def apply_in_autocast_dtype(function, x: torch.Tensor, *args):
+    """function.apply(x, *args, dtype) for an autograd function whose last argument is the dtype to
+    compute in: autocast's where it is on for x's device (with autocast off inside, so the function
+    casts its inputs once, as autocast casts a convolution or a product), else None (the tensors' own)."""
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        with torch.autocast(device_type, enabled=False):
+            return function.apply(x, *args, torch.get_autocast_dtype(device_type))
+    return function.apply(x, *args, None)
+
+
 def conv1d_cl(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x (B, C_in, 1, T) channels-last, weight (C_out, C_in, k) -> (B, C_out, 1, T) channels-last."""
     if weight.shape[-1] % 2 != 1:
         raise ValueError(f"conv1d_cl needs an odd kernel ('same' padding), got {weight.shape[-1]}")
-    device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):                # cast once, as autocast casts a conv
-        with torch.autocast(device_type, enabled=False):
-            return _Conv1dCL.apply(x, weight, bias, torch.get_autocast_dtype(device_type))
-    return _Conv1dCL.apply(x, weight, bias, None)
+    return apply_in_autocast_dtype(_Conv1dCL, x, weight, bias)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_min.conv import CL, conv1d_cl
+from ssl_min.conv import CL, apply_in_autocast_dtype, conv1d_cl
 
 # CLMR's channels: the stem's output, then the output of each of the 9 blocks.
 CLMR_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
@@ -92,12 +92,7 @@ def strided_stem(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
     L = x.shape[-1] // k
     frames = x.reshape(B, -1)[:, :L * k].reshape(B, L, k)       # (B, L, k)
     w = weight.view(-1, k).T                                    # (k, C)
-    device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):                  # cast once, as autocast casts a product
-        with torch.autocast(device_type, enabled=False):
-            rows = _StemProduct.apply(frames, w, bias, torch.get_autocast_dtype(device_type))
-    else:
-        rows = _StemProduct.apply(frames, w, bias, None)        # (B*L, C), time-major
+    rows = apply_in_autocast_dtype(_StemProduct, frames, w, bias)   # (B*L, C), time-major
     return rows.view(B, 1, L, -1).permute(0, 3, 1, 2)           # (B, C, 1, L), channels-last
 
 

@@ -259,4 +259,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    distributed.run_script(main)      # under torchrun: leaves by os._exit (see there why)

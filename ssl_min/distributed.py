@@ -6,9 +6,11 @@
                     all-reduce per step carries both, so every rank stops at the same step boundary
                     (a rank that stopped alone would wait in a collective the others never join)
     StopRequest     SIGINT / SIGTERM set a flag; the loop reads it between steps
+    run_script(main) a script's entry point: main() as is alone; under torchrun, leave with os._exit
 """
 import os
 import signal
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -70,12 +72,42 @@ def barrier(p):
 
 
 def finish(p, clean):
-    """Leave the process group; after a clean run, together (a peer closing its socket first can
-    abort gloo with 'terminate called without an active exception')."""
+    """Leave the process group; after a clean run, together (no rank tears down its sockets while a
+    peer is still in a collective). The process's own exit is run_script's business."""
     if p.world > 1 and dist.is_initialized():
         if clean:
             barrier(p)
         dist.destroy_process_group()
+
+
+def run_script(main):
+    """Call main(); in a process of a torchrun group, then leave by os._exit with main's exit status.
+
+    Why: Python's shutdown races gloo. A gloo worker thread frees a finished collective *after*
+    the wait on it returned, and with it tensors that Python created (all_gather_object's, the
+    loss's all-reduce); freeing those takes the GIL. If the main thread has by then begun to
+    finalize the interpreter, taking the GIL ends the worker thread, C++ calls std::terminate, and
+    a finished, saved run dies with SIGABRT ('terminate called without an active exception'). Seen
+    about once in 60 two-process runs even after the barrier in finish(); the core dump's stack:
+    ProcessGroupGloo::runLoop -> ~AsyncBarrierWork -> ~AsyncAllgatherWork ->
+    TensorImpl::decref_pyobject -> take_gil -> pthread_exit (an open PyTorch issue, #190489).
+    os._exit skips the finalization: by then the checkpoint is written (atomically), the metrics
+    file is closed and the group destroyed; only stdout and stderr need flushing. SystemExit keeps
+    its meaning (None: 0, an int: itself, a message: printed to stderr, status 1); any other
+    exception propagates as usual, with its traceback."""
+    if int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return main()
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = 0 if e.code is None else e.code
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class StopRequest:

@@ -285,6 +285,26 @@ def test_two_processes_under_torchrun(audio_dir, tmp_path):
     assert len(losses(out)) == 3                                   # only rank 0 writes
 
 
+@pytest.mark.parametrize("body, code, stdout, stderr", [
+    ("print('saved', end='')", 0, "saved", ""),                 # unflushed output still arrives
+    ("print('x'); sys.exit(130)", 130, "x\n", ""),
+    ("sys.exit('bad data: 1 track')", 1, "", "bad data: 1 track\n"),
+])
+def test_a_torchrun_process_leaves_by_os_exit_with_mains_status(tmp_path, body, code, stdout, stderr):
+    """distributed.run_script: under torchrun (WORLD_SIZE > 1) the process skips the interpreter's
+    finalization (where gloo's worker threads can abort it); the atexit hook proves it was skipped."""
+    script = tmp_path / "main.py"
+    script.write_text("import atexit, sys\nfrom ssl_min.distributed import run_script\n"
+                      "atexit.register(lambda: print('finalized', file=sys.stderr))\n"
+                      f"def main():\n    {body}\nrun_script(main)\n")
+    env = {**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (code, stdout, stderr)
+    alone = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                           env={**env, "WORLD_SIZE": "1"})
+    assert alone.returncode == code and alone.stderr.endswith("finalized\n")   # one process: a normal exit
+
+
 def test_torchrun_sigint_to_one_rank_stops_every_rank_at_one_step(audio_dir, tmp_path):
     """Ctrl-C reaching one rank only: the ranks agree through the loss's all-reduce, stop at the
     same step boundary, and leave one checkpoint at exactly the last logged step."""

@@ -169,7 +169,8 @@ def main(argv=None):
     # One DataLoader iterator for the whole run: workers prefetch straight across epoch ends.
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         sampler=StreamSampler(cfg.batch_size, step, p.rank, p.world),
-                        pin_memory=p.device.type == "cuda")
+                        pin_memory=p.device.type == "cuda",
+                        worker_init_fn=distributed.workers_ignore_stop_signals)   # stops are the loop's
 
     def checkpoint(path):
         """Called on every process (the augmentation streams are gathered); rank 0 writes."""

@@ -6,6 +6,7 @@
                     all-reduce per step carries both, so every rank stops at the same step boundary
                     (a rank that stopped alone would wait in a collective the others never join)
     StopRequest     SIGINT / SIGTERM set a flag; the loop reads it between steps
+    workers_ignore_stop_signals   a DataLoader's worker_init_fn: the main process stops its workers
     run_script(main) a script's entry point: main() as is alone; under torchrun, leave with os._exit
 """
 import os
@@ -133,3 +134,15 @@ class StopRequest:
     def restore(self):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+
+def workers_ignore_stop_signals(worker_id):
+    """worker_init_fn for the training DataLoader. A signal sent to the whole process group (Ctrl-C
+    in a terminal, `kill -TERM -PGID`, a scheduler, `docker stop`) reaches the workers too: SIGTERM
+    kills a worker outright (PyTorch's worker handler), and the main process's SIGCHLD handler then
+    raises 'DataLoader worker ... is killed by signal' in the middle of a step, before StopRequest
+    can save it. Ignoring both here leaves the stop to the main process, which finishes the step,
+    saves, and shuts its workers down the usual way (a message on their queue). A worker whose
+    parent dies without that (SIGKILL) still leaves: PyTorch's worker watchdog checks the parent."""
+    for s in StopRequest.SIGNALS:
+        signal.signal(s, signal.SIG_IGN)

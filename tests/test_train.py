@@ -213,6 +213,27 @@ def test_ctrl_c_saves_the_current_step_and_exits_130(audio_dir, tmp_path, ignore
     assert "interrupted: saved" in log_path.read_text()
 
 
+def test_sigterm_to_the_whole_process_group_saves_the_step_and_exits_130(audio_dir, tmp_path):
+    """`kill -TERM -PGID`, a scheduler's or `docker stop`'s way: the DataLoader worker gets the signal
+    too. It must not die of it (the main process would fail on a killed worker before saving);
+    the main process stops at a step boundary, saves, and takes its worker down itself."""
+    out, log_path = tmp_path / "killed", tmp_path / "child.log"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--data", str(audio_dir), "--out", str(out), *TINY,
+           "--max_steps", "100000", "--ckpt_every", "1000", "--chunk_samples", "6000", "--num_workers", "1"]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_steps(out, 5, proc, log_path)
+            os.killpg(proc.pid, signal.SIGTERM)
+            rc = proc.wait(timeout=300)
+        finally:
+            proc.kill()
+    assert rc == 130, log_path.read_text()[-3000:]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    logged = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert ckpt["step"] >= 5 and logged == list(range(1, ckpt["step"] + 1))
+
+
 def test_sigkill_leaves_a_loadable_checkpoint(audio_dir, tmp_path):
     out, log_path = tmp_path / "killed", tmp_path / "child.log"
     with open(log_path, "w") as log:

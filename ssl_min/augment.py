@@ -423,32 +423,41 @@ class Reverb(Augmentation):
 # ---------------------------------------------------------------- composition
 
 class RandomApply(Augmentation):
-    """Applies `transforms` (a module or a list, run in order) to each example with probability p."""
+    """Applies `transforms` (a module or a list, run in order) to each example with probability p.
+    in_place=True writes the chosen examples back into x itself (Compose does that once x is a
+    tensor of its own) instead of into a copy: one pass over the batch fewer per effect."""
 
     def __init__(self, transforms, p=0.5):
         super().__init__()
         self.transforms = Compose(transforms if isinstance(transforms, (list, tuple)) else [transforms])
         self.p = p
 
-    def transform(self, x, generator=None):
+    def transform(self, x, generator=None, in_place=False):
         chosen = (_uniform(0, 1, x.shape[0], x.device, generator) < self.p).nonzero().squeeze(1)
         if chosen.numel() == 0:
             return x
-        out = x.clone()
+        out = x if in_place else x.clone()
         out[chosen] = self.transforms.transform(x[chosen], generator)
         return out
 
 
 class Compose(Augmentation):
-    """Runs transforms one after the other."""
+    """Runs transforms one after the other. The input is never written to: the first RandomApply
+    that applies anything copies the batch, and the ones after it write into that copy."""
 
     def __init__(self, transforms):
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
 
     def transform(self, x, generator=None):
+        owned = False               # is x a copy that a RandomApply of this call made?
         for t in self.transforms:
-            x = t.transform(x, generator)
+            if isinstance(t, RandomApply):
+                y = t.transform(x, generator, in_place=owned)
+                owned = owned or y is not x
+            else:                   # another transform's output might be a view of its input
+                y, owned = t.transform(x, generator), False
+            x = y
         return x
 
 

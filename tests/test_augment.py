@@ -345,3 +345,20 @@ def test_the_tutorials_chain_runs_unchanged_after_swapping_the_import():
     views = ComposeMany(transforms=transforms, num_augmented_samples=2)(audio)
     assert views.shape == (2, 1, n_samples) and torch.isfinite(views).all()
     assert not torch.equal(views[0], views[1])
+
+
+def test_a_chain_never_writes_to_its_input_and_equals_one_copy_per_effect():
+    """Compose lets its RandomApply effects write into the copy the first one made: the input
+    stays as it was, and the output is what copying before every effect gives."""
+    every_effect = A.build_chain(SR, p_polarity=0.5, p_noise=0.5, p_gain=0.5, p_filter=0.5, p_delay=0.5,
+                                 p_pitch=0.5, p_reverb=0.5, n_samples=4000)
+    chain = A.Compose([*every_effect.transforms, A.Reverb(SR), A.RandomApply([A.Gain()], p=0.5)])
+    x = 0.1 * torch.randn(6, 1, 4000)
+    before = x.clone()
+    y = chain(x, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x, before)
+    g = torch.Generator().manual_seed(3)
+    ref = x
+    for t in chain.transforms:              # each effect on its own: RandomApply copies every time
+        ref = t(ref, generator=g)
+    assert torch.equal(y, ref)

@@ -11,6 +11,7 @@ Drop-in for the chain that CLMR and the DL101 tutorial build with torchaudio-aug
 Reverb reproduces sox's `reverb` effect (Freeverb: 8 damped combs + 4 allpasses), which is what
 the original called, in the frequency domain, so a batch costs two FFTs instead of a sample loop.
 """
+import functools
 import math
 
 import torch
@@ -153,9 +154,11 @@ class Delay(Augmentation):
 
     def apply(self, x, params):
         B, C, T = x.shape
-        t = torch.arange(T, device=x.device)
-        src = t[None] - params["offset"][:, None]                          # (B, T)
-        delayed = x.gather(-1, src.clamp(min=0)[:, None].expand(B, C, T)) * (src >= 0)[:, None]
+        offset = params["offset"].clamp(max=T)
+        M = int(offset.max()) if B else 0
+        padded = nn.functional.pad(x, (M, 0))                              # (B, C, M + T), M zeros first
+        windows = padded.unfold(-1, T, 1)                                  # (B, C, M + 1, T), a view
+        delayed = windows[torch.arange(B, device=x.device), :, M - offset]  # (B, C, T): x shifted right
         return (x + self.volume_factor * delayed) / 2
 
 
@@ -333,6 +336,56 @@ def sox_reverb_settings(reverberance, hf_damping, room_scale):
     return feedback, damping, scale
 
 
+def _unit_circle(n_fft, device, cplx):
+    """exp(2j pi m / n_fft) for m = 0..n_fft-1, exact phases (computed in float64)."""
+    angle = 2 * math.pi * torch.arange(n_fft, device=device, dtype=torch.float64) / n_fft
+    return torch.polar(torch.ones_like(angle), angle).to(cplx)
+
+
+class _Grid:
+    """The bins k = 0..n_fft/2, laid out as k = S*a + b (an (A, S) grid, S a power of 2 ~ sqrt(K)),
+    and z^n at z = exp(2j pi k / n_fft) / radius for integer delays n as an outer product of two
+    small exact-phase table lookups, (.., A, 1) x (.., 1, S), rather than one lookup per bin."""
+
+    def __init__(self, n_fft, radius, device, real):
+        self.n_fft, self.radius, self.real = n_fft, radius, real
+        self.K = n_fft // 2 + 1
+        S = 1 << math.ceil(math.log2(math.sqrt(self.K)))
+        self.coarse = S * torch.arange(-(-self.K // S), device=device)             # (A,) the S*a
+        self.fine = torch.arange(S, device=device)                                  # (S,) the b
+        self.unit = _unit_circle(n_fft, device, torch.complex128 if real == torch.float64 else torch.complex64)
+        self.big = torch.finfo(real).max ** 0.4   # radius^-n past this only when n >> n_fft: the comb is ~0 then
+
+    def z_pow(self, n):
+        """n: integer tensor (...) -> the two factors of z^n, (..., A, 1) and (..., 1, S)."""
+        mask = self.n_fft - 1
+        lead = self.unit[(self.coarse * n[..., None]) & mask] * (self.radius ** -n.to(self.real)).clamp(max=self.big)[..., None]
+        return lead[..., :, None], self.unit[(self.fine * n[..., None]) & mask][..., None, :]
+
+    def z_inv(self):
+        """z^-1 on the grid, (A, S)."""
+        return self.unit[-(self.coarse[:, None] + self.fine[None]) & (self.n_fft - 1)] * self.radius
+
+
+CACHE_ELEMENTS = 1 << 19      # complex numbers per block of combs on the CPU (4 MB in complex64)
+
+
+@functools.lru_cache(maxsize=16)
+def _allpass_chains(sample_rate, n_fft, radius, device, real):
+    """The 4 allpasses of each channel (stereo offsets 0, 1) times the wet gain 0.015 and the 1/2 of
+    the mono downmix: the same for every example (fixed lengths), so computed once per setting.
+    -> (2, A, S) complex."""
+    grid, r, chains = _Grid(n_fft, radius, device, real), sample_rate / 44100, []
+    for offset in (0, 1):
+        chain = 0.015 / 2
+        for i, length in enumerate(ALLPASS_LENGTHS):   # the sign of the spread restarts after the 8 combs
+            lead, tail = grid.z_pow(torch.tensor(int(r * (length + STEREO_ADJUST * offset * (-1) ** i) + 0.5), device=device))
+            zm = 1 / (lead * tail)
+            chain = chain * (1.5 * zm - 1) * (1 / (1 - 0.5 * zm))
+        chains.append(chain)
+    return torch.stack(chains)
+
+
 def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
     """Wet transfer function of sox's filter array (gain 0.015 = wet-gain 0 dB), its two channels
     (stereo offsets 0 and 1) averaged as the mono downmix, sampled at z = exp(2j*pi*k/n_fft) / radius
@@ -343,43 +396,29 @@ def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
              with G = g (1 - d) / (1 - d z^-1), the low-passed loop gain, shared by the 16 combs
     allpass: y = (1.5 z^-M - 1) / (1 - 0.5 z^-M)                     (sox's out = buf - in)
 
-    Cost: the 16 combs are the work, one reciprocal each per (example, bin). z^N is built as an
-    outer product over bins k = S*a + b (two small exact-phase table lookups of ~sqrt(K) entries,
-    then one multiply) rather than one lookup per bin.
+    Cost: the 16 combs are the work, one reciprocal each per (example, bin); the 8 combs of a
+    channel go as one (b, 8, A, S) block of b examples, three passes over it (z^N - G in one
+    addcmul, the reciprocal in place, the sum over combs); the allpasses, the same for every
+    example, are cached.
     """
-    device, real = feedback.device, feedback.dtype
-    cplx = torch.complex128 if real == torch.float64 else torch.complex64
-    K = n_fft // 2 + 1
-    S = 1 << math.ceil(math.log2(math.sqrt(K)))                          # bins k = S*a + b
-    coarse = S * torch.arange(-(-K // S), device=device)                 # (A,) the S*a
-    fine = torch.arange(S, device=device)                                 # (S,) the b
-    angle = 2 * math.pi * torch.arange(n_fft, device=device, dtype=torch.float64) / n_fft
-    unit = torch.polar(torch.ones_like(angle), angle).to(cplx)            # exp(2j pi m / n_fft), exact phases
-    big = torch.finfo(real).max ** 0.4    # radius^-N past this only when N >> n_fft: the comb is ~0 then
-
-    def z_pow(n):          # z^n for integer delays n (B,): two factors, (B, A, 1) and (B, 1, S)
-        lead = unit[(coarse[None] * n[:, None]) & (n_fft - 1)] * (radius ** -n.to(real)).clamp(max=big)[:, None]
-        return lead[:, :, None], unit[(fine[None] * n[:, None]) & (n_fft - 1)][:, None, :]
-
-    r = sample_rate / 44100
-    z_inv = (unit[-(coarse[:, None] + fine[None]) & (n_fft - 1)] * radius)[None]     # z^-1, (1, A, S)
-    minus_G = -(feedback * (1 - damping))[:, None, None] * torch.reciprocal(1 - damping[:, None, None] * z_inv)
-    wet = 0
+    grid = _Grid(n_fft, radius, feedback.device, feedback.dtype)
+    minus_G = -(feedback * (1 - damping))[:, None, None] * torch.reciprocal(1 - damping[:, None, None] * grid.z_inv())
+    allpass = _allpass_chains(sample_rate, n_fft, radius, feedback.device, feedback.dtype)
+    signs = torch.tensor([(-1) ** i for i in range(len(COMB_LENGTHS))], device=feedback.device)
+    base = torch.tensor(COMB_LENGTHS, device=feedback.device)
+    scaled = scale[:, None] * (sample_rate / 44100)                            # (B, 1)
+    # on the CPU a few examples at a time, so that the (b, 8, A, S) block stays in cache (~1.5x)
+    B, per_example = minus_G.shape[0], len(COMB_LENGTHS) * minus_G[0].numel()
+    step = B if minus_G.is_cuda else max(1, CACHE_ELEMENTS // per_example)
+    wet, combs = 0, torch.empty_like(minus_G)                                  # (B, A, S)
     for offset in (0, 1):
-        combs = torch.zeros_like(minus_G)                                  # (B, A, S)
-        for i, length in enumerate(COMB_LENGTHS):
-            lead, tail = z_pow((scale * r * (length + STEREO_ADJUST * offset * (-1) ** i) + 0.5).long())
-            d = lead * tail
-            d += minus_G
-            combs += d.reciprocal_()
-        allpass = 0.015 / 2                                                # the gain, and the mean of 2 channels
-        for i, length in enumerate(ALLPASS_LENGTHS):   # fixed lengths: one (1, A, S) row for the batch
-            m = int(r * (length + STEREO_ADJUST * offset * (-1) ** i) + 0.5)  # 8 combs: sign restarts
-            lead, tail = z_pow(torch.full((1,), m, device=device))
-            zm = 1 / (lead * tail)
-            allpass = allpass * (1.5 * zm - 1) * (1 / (1 - 0.5 * zm))
-        wet = wet + combs * allpass
-    return wet.reshape(wet.shape[0], -1)[:, :K]
+        n = (scaled * (base + STEREO_ADJUST * offset * signs).to(scale.dtype) + 0.5).long()   # (B, 8)
+        lead, tail = grid.z_pow(n)                                            # (B, 8, A, 1), (B, 8, 1, S)
+        for i in range(0, B, step):
+            j = slice(i, i + step)
+            torch.sum(torch.addcmul(minus_G[j, None], lead[j], tail[j]).reciprocal_(), 1, out=combs[j])
+        wet = wet + combs * allpass[offset]
+    return wet.reshape(wet.shape[0], -1)[:, :grid.K]
 
 
 class Reverb(Augmentation):

@@ -63,6 +63,17 @@ def test_delay_exact_sample_and_weights(ms):
     assert torch.equal(y, expected)
 
 
+def test_delay_of_each_example_equals_shifting_it_by_hand():
+    """Per-example offsets in one batch, 0 and longer than the clip included, every channel alike."""
+    x = torch.randn(4, 2, 300, generator=torch.Generator().manual_seed(0))
+    offset = torch.tensor([0, 1, 299, 450])
+    y = A.Delay(SR, volume_factor=0.7).apply(x, {"offset": offset})
+    for b, d in enumerate(offset.tolist()):
+        shifted = torch.zeros_like(x[b])
+        shifted[:, d:] = x[b, :, :max(300 - d, 0)]
+        torch.testing.assert_close(y[b], (x[b] + 0.7 * shifted) / 2, rtol=0, atol=0)
+
+
 def test_delay_choices_are_the_inclusive_grid():
     x = torch.zeros(400, 1, SR)
     x[..., 0] = 1.0

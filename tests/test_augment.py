@@ -96,6 +96,28 @@ def test_lowpass_keeps_octave_below_cuts_octave_above(cutoff):
     assert db(lp(sine(cutoff * 2)), sine(cutoff * 2)) < -15
 
 
+def test_fft_length_is_the_smallest_fast_length():
+    fast = sorted(2 ** a * 3 ** b for a in range(5, 18) for b in range(12))
+    for n in list(range(33, 3000)) + [6561, 6881, 59049, 65536, 65537]:
+        assert A.fft_length(n) == next(m for m in fast if m >= n)
+    assert [A.fft_length(n) for n in (1, 2, 3, 17, 32)] == [1, 2, 4, 32, 32]
+
+
+@pytest.mark.parametrize("n", [1000, 6561])
+def test_sinc_filters_equal_direct_convolution_of_the_edge_padded_input(n):
+    """Against numpy: each example's kernel slid over its input padded by repeating its end samples."""
+    x = torch.randn(4, 2, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    f = A.HighLowPass(SR, 1500, 3500, 200, 1200)
+    params = f.sample(4, x.device, torch.Generator().manual_seed(1))
+    kernels = f.kernels(params["cutoff"], params["highpass"]).numpy()
+    y = f.apply(x, params).numpy()
+    for b, k in enumerate(kernels):
+        h = len(k) // 2
+        for c in range(2):
+            xp = np.concatenate([np.full(h, x[b, c, 0].item()), x[b, c].numpy(), np.full(h, x[b, c, -1].item())])
+            np.testing.assert_allclose(y[b, c], np.convolve(xp, k, mode="valid"), atol=1e-10)
+
+
 @pytest.mark.parametrize("cutoff", [300.0, 1000.0, 3000.0])
 def test_highpass_keeps_octave_above_cuts_octave_below(cutoff):
     hp = A.HighPassFilter(SR, cutoff, cutoff)
@@ -224,10 +246,12 @@ def sox_reverb_loop(x, sr, reverberance, hf_damping, room_scale, offset):
     return y
 
 
-@pytest.mark.parametrize("params", [(50, 50, 100), (100, 0, 100), (0, 100, 0), (90, 30, 60)])
-def test_reverb_equals_sox_algorithm_loop(params):
+@pytest.mark.parametrize("params,n", [((50, 50, 100), 4000), ((100, 0, 100), 4000), ((0, 100, 0), 4000),
+                                      ((90, 30, 60), 4000), ((100, 0, 100), 2187), ((90, 30, 60), 6561)])
+def test_reverb_equals_sox_algorithm_loop(params, n):
+    """n: the FFT lengths 4096 (a power of 2), 2304 (2^8 3^2) and 6912 (2^8 3^3)."""
     sr = 8000
-    x = np.random.default_rng(0).normal(0, 0.1, 4000)
+    x = np.random.default_rng(0).normal(0, 0.1, n)
     ref = x + 0.5 * (sox_reverb_loop(x, sr, *params, 0) + sox_reverb_loop(x, sr, *params, 1))
     rev, damp, room = params
     y = A.Reverb(sr, rev, rev, damp, damp, room, room)(torch.tensor(x)[None])

@@ -50,8 +50,14 @@ def _targets(y, task):
 
 def fit_logistic(x, y, task, l2, n_out, max_iter=500):
     """L2-regularised logistic regression, solved to its optimum. x: (n, D), y: (n, K) 0/1 or
-    (n,) class indices -> nn.Linear(D, n_out) in float64."""
+    (n,) class indices -> nn.Linear(D, n_out) in float64.
+
+    Autograd is asked only for the gradient of the loss by the logits g (n, K); the weight's
+    gradient g^T x is formed as x^T g with x^T stored contiguous (D, n): autograd's own product
+    over the long n axis ran ~3x slower (2 Zen 4 cores, 30k x 128 features: 8.8 against 3.3 ms),
+    and L-BFGS evaluates it ~300 times per head."""
     x, y = x.double(), _targets(y, task)
+    xt = x.T.contiguous()                                          # (D, n)
     head = nn.Linear(x.shape[1], n_out).double()
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
@@ -60,10 +66,13 @@ def fit_logistic(x, y, task, l2, n_out, max_iter=500):
                             tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
 
     def closure():
-        opt.zero_grad()
-        loss = loss_fn(head(x), y) + 0.5 * l2 * head.weight.pow(2).sum()
-        loss.backward()
-        return loss
+        w, b = head.weight.detach(), head.bias.detach()
+        logits = torch.addmm(b, x, w.T).requires_grad_()           # (n, K)
+        loss = loss_fn(logits, y)
+        g, = torch.autograd.grad(loss, logits)                     # (n, K)
+        head.weight.grad = (xt @ g).T.contiguous() + l2 * w        # (K, D)
+        head.bias.grad = g.sum(0)
+        return loss.detach() + 0.5 * l2 * w.pow(2).sum()
 
     opt.step(closure)
     return head

@@ -328,6 +328,18 @@ def test_random_apply_fraction_close_to_p():
         assert abs((y[:, 0, 0] < 0).float().mean().item() - p) < 0.03
 
 
+def test_polarity_by_its_factor_equals_copying_the_chosen_examples_out_and_back():
+    """RandomApply multiplies by PolarityInversion's factor (-1 or 1 per example); three flips in
+    a row take the general path (copy out, apply, write back) with the same coins."""
+    x = torch.randn(64, 2, 100)
+    fast = A.RandomApply([A.PolarityInversion()], p=0.5)
+    slow = A.RandomApply([A.PolarityInversion()] * 3, p=0.5)
+    y, ref = fast(x, generator=torch.Generator().manual_seed(5)), slow(x, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(y, ref)
+    flipped = (y == -x).flatten(1).all(1)
+    assert 0 < flipped.sum() < 64 and torch.equal(y[~flipped], x[~flipped])
+
+
 def test_same_generator_seed_same_output_and_global_rng_by_default():
     chain = A.Compose(all_transforms())
     x = torch.randn(4, 1, 4000)

@@ -14,15 +14,17 @@ input length works). This file does no I/O.
 Two formulations of one network, one set of parameters (CLMR's shapes and state-dict keys):
 `layout="reference"` runs `self.net` as written, nn.Conv1d on (B, C, T) tensors, CLMR's own code;
 `layout="channels_last"` (the default) runs the same modules' parameters on (B, C, 1, T) tensors
-in channels-last memory, the convolutions through ssl_min/conv.py, and each block max-pools before
-its ReLU (the two commute: max(relu(a), relu(b)) = relu(max(a, b)), so a third of the ReLU work).
+in channels-last memory, the convolutions through ssl_min/conv.py, the stem as one matrix product
+with its BatchNorm folded into it (ssl_min/stem.py), and each block max-pools before its ReLU (the
+two commute: max(relu(a), relu(b)) = relu(max(a, b)), so a third of the ReLU work).
 Same numbers to float rounding (tests/test_conv.py); the speed-up is measured by bench/train.py.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_min.conv import CL, apply_in_autocast_dtype, conv1d_cl
+from ssl_min.conv import CL, conv1d_cl
+from ssl_min.stem import stem_bn_relu, strided_stem
 
 # CLMR's channels: the stem's output, then the output of each of the 9 blocks.
 CLMR_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
@@ -46,54 +48,6 @@ class BatchNorm(nn.BatchNorm1d):
 def conv_bn_relu(c_in, c_out, stride=1, padding=1):
     return [nn.Conv1d(c_in, c_out, kernel_size=3, stride=stride, padding=padding),
             BatchNorm(c_out), nn.ReLU()]
-
-
-class _StemProduct(torch.autograd.Function):
-    """frames (B, L, k) @ w (k, C) + bias -> (B*L, C) rows, computed in `dtype` (autocast's; None:
-    the tensors' own). Autograd's own backward of that product forms the weight's gradient as one
-    (k, B*L) x (B*L, C) product with a reduction of B*L (~420k rows for the cpu preset): the
-    libraries run that shape slowly (measured on the Zen 5 CPU: 3.4 ms in bf16, 8.9 in fp32, whose
-    single long sum also rounded 15-45x worse than sums per clip). Here: one (k + 1, L) x (L, C)
-    product per clip, with a row of ones for the bias, and the B results summed in float32."""
-
-    @staticmethod
-    def forward(ctx, frames, w, bias, dtype):
-        cast = (lambda t: t.to(dtype)) if dtype is not None else (lambda t: t)
-        f, wd = cast(frames), cast(w)
-        B, L, k = f.shape
-        flat = f.reshape(B * L, k)
-        rows = flat @ wd if bias is None else torch.addmm(cast(bias), flat, wd)
-        ctx.save_for_backward(f, wd)
-        ctx.dtypes = (frames.dtype, w.dtype, None if bias is None else bias.dtype)
-        return rows
-
-    @staticmethod
-    def backward(ctx, g):
-        (f, wd), (f_dtype, w_dtype, b_dtype) = ctx.saved_tensors, ctx.dtypes
-        B, L, k = f.shape
-        g = g.to(f.dtype).reshape(B, L, -1)                            # (B, L, C)
-        gf = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gf = (g @ wd.T).to(f_dtype)                                 # (B, L, k)
-        want_gb = b_dtype is not None and ctx.needs_input_grad[2]
-        if ctx.needs_input_grad[1] or want_gb:
-            lhs = torch.cat([f, f.new_ones(B, L, 1)], 2) if want_gb else f      # (B, L, k [+ 1])
-            acc = torch.float64 if f.dtype == torch.float64 else torch.float32
-            total = torch.bmm(lhs.transpose(1, 2), g).sum(0, dtype=acc)        # (k [+ 1], C)
-            gw = total[:k].to(w_dtype) if ctx.needs_input_grad[1] else None
-            gb = total[k].to(b_dtype) if want_gb else None
-        return gf, gw, gb, None
-
-
-def strided_stem(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """A 1-channel Conv1d whose stride equals its kernel k (CLMR's stem, k = 3) is a matrix product
-    on non-overlapping frames of k samples: x (B, 1, 1, T) -> (B, C, 1, T // k) channels-last."""
-    B, k = x.shape[0], weight.shape[-1]
-    L = x.shape[-1] // k
-    frames = x.reshape(B, -1)[:, :L * k].reshape(B, L, k)       # (B, L, k)
-    w = weight.view(-1, k).T                                    # (k, C)
-    rows = apply_in_autocast_dtype(_StemProduct, frames, w, bias)   # (B*L, C), time-major
-    return rows.view(B, 1, L, -1).permute(0, 3, 1, 2)           # (B, C, 1, L), channels-last
 
 
 class SampleCNN(nn.Module):
@@ -166,12 +120,22 @@ class SampleCNN(nn.Module):
         outs: if a list, every post-ReLU activation is appended to it (block_outputs)."""
         h = x.unsqueeze(2)                                      # (B, 1, 1, T): a 1-channel image row
         layers = list(self.net)
+        skip = 0
         for i, m in enumerate(layers):
+            if skip:
+                skip -= 1
+                continue
             if isinstance(m, nn.Conv1d):
+                stem = m.kernel_size == m.stride and m.padding[0] == 0 and m.in_channels == 1
                 if m.stride[0] == 1 and m.padding[0] == m.kernel_size[0] // 2:
                     h = conv1d_cl(h, m.weight, m.bias)
-                elif m.kernel_size == m.stride and m.padding[0] == 0 and m.in_channels == 1:
-                    h = strided_stem(h, m.weight, m.bias)       # CLMR's stem: frames of 3 samples
+                elif stem and i + 2 < len(layers) and isinstance(layers[i + 1], BatchNorm) and isinstance(layers[i + 2], nn.ReLU):
+                    h = stem_bn_relu(h, m, layers[i + 1])       # CLMR's stem, its BatchNorm folded in
+                    skip = 2
+                    if outs is not None:
+                        outs.append(h)
+                elif stem:
+                    h = strided_stem(h, m.weight, m.bias)       # frames of 3 samples
                 else:
                     h = F.conv2d(h, m.weight.unsqueeze(2), m.bias, stride=(1, m.stride[0]),
                                  padding=(0, m.padding[0])).contiguous(memory_format=CL)

@@ -381,12 +381,17 @@ class _Grid:
 
     def z_pow(self, n):
         """n: integer tensor (...) -> the two factors of z^n, (..., A, 1) and (..., 1, S)."""
-        lead = self.unit[(self.coarse * n[..., None]) % self.n_fft] * (self.radius ** -n.to(self.real)).clamp(max=self.big)[..., None]
-        return lead[..., :, None], self.unit[(self.fine * n[..., None]) % self.n_fft][..., None, :]
+        lead = self.at((self.coarse * n[..., None]) % self.n_fft) * (self.radius ** -n.to(self.real)).clamp(max=self.big)[..., None]
+        return lead[..., :, None], self.at((self.fine * n[..., None]) % self.n_fft)[..., None, :]
 
     def z_inv(self):
         """z^-1 on the grid, (A, S)."""
-        return self.unit[-(self.coarse[:, None] + self.fine[None]) % self.n_fft] * self.radius
+        return self.at(-(self.coarse[:, None] + self.fine[None]) % self.n_fft) * self.radius
+
+    def at(self, m):
+        """exp(2j pi m / n_fft) for an integer tensor m (...) -> (...) complex: whole-table
+        index_select (advanced indexing ran ~5x slower on the CPU)."""
+        return self.unit.index_select(0, m.reshape(-1)).view(m.shape)
 
 
 CACHE_ELEMENTS = 1 << 19      # complex numbers per block of combs on the CPU (4 MB in complex64)
@@ -420,11 +425,14 @@ def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
 
     Cost: the 16 combs are the work, one reciprocal each per (example, bin); the 8 combs of a
     channel go as one (b, 8, A, S) block of b examples, three passes over it (z^N - G in one
-    addcmul, the reciprocal in place, the sum over combs); the allpasses, the same for every
-    example, are cached.
+    addcmul, the reciprocal in place, the sum over combs), and each channel's allpasses (the same
+    for every example, cached) multiply its sum into the block's wet response while it is still
+    in cache.
     """
     grid = _Grid(n_fft, radius, feedback.device, feedback.dtype)
-    minus_G = -(feedback * (1 - damping))[:, None, None] * torch.reciprocal(1 - damping[:, None, None] * grid.z_inv())
+    one = torch.ones((), dtype=grid.unit.dtype, device=feedback.device)
+    minus_G = torch.addcmul(one, damping[:, None, None], grid.z_inv(), value=-1).reciprocal_()   # 1 / (1 - d z^-1)
+    minus_G.mul_(-(feedback * (1 - damping))[:, None, None])                                  # (B, A, S)
     allpass = _allpass_chains(sample_rate, n_fft, radius, feedback.device, feedback.dtype)
     signs = torch.tensor([(-1) ** i for i in range(len(COMB_LENGTHS))], device=feedback.device)
     base = torch.tensor(COMB_LENGTHS, device=feedback.device)
@@ -432,14 +440,17 @@ def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
     # on the CPU a few examples at a time, so that the (b, 8, A, S) block stays in cache (~1.5x)
     B, per_example = minus_G.shape[0], len(COMB_LENGTHS) * minus_G[0].numel()
     step = B if minus_G.is_cuda else max(1, CACHE_ELEMENTS // per_example)
-    wet, combs = 0, torch.empty_like(minus_G)                                  # (B, A, S)
-    for offset in (0, 1):
-        n = (scaled * (base + STEREO_ADJUST * offset * signs).to(scale.dtype) + 0.5).long()   # (B, 8)
-        lead, tail = grid.z_pow(n)                                            # (B, 8, A, 1), (B, 8, 1, S)
-        for i in range(0, B, step):
-            j = slice(i, i + step)
-            torch.sum(torch.addcmul(minus_G[j, None], lead[j], tail[j]).reciprocal_(), 1, out=combs[j])
-        wet = wet + combs * allpass[offset]
+    powers = [grid.z_pow((scaled * (base + STEREO_ADJUST * offset * signs).to(scale.dtype) + 0.5).long())
+              for offset in (0, 1)]                          # per channel: (B, 8, A, 1), (B, 8, 1, S)
+    wet = torch.empty_like(minus_G)                                            # (B, A, S)
+    for i in range(0, B, step):
+        j = slice(i, i + step)
+        for offset, (lead, tail) in enumerate(powers):     # a channel's 8 combs, then its allpasses
+            combs = torch.addcmul(minus_G[j, None], lead[j], tail[j]).reciprocal_().sum(1)   # (b, A, S)
+            if offset == 0:
+                torch.mul(combs, allpass[0], out=wet[j])
+            else:
+                wet[j].addcmul_(combs, allpass[1])
     return wet.reshape(wet.shape[0], -1)[:, :grid.K]
 
 
@@ -506,7 +517,8 @@ class RandomApply(Augmentation):
             f = torch.where(mask, only.factor, 1.0).to(x.dtype)[:, None, None]
             return x.mul_(f) if in_place else x * f
         out = x if in_place else x.clone()
-        out[chosen] = self.transforms.transform(x[chosen], generator)
+        # index_select: ~5x faster than x[chosen] on the CPU (a copy of whole rows either way)
+        out[chosen] = self.transforms.transform(x.index_select(0, chosen), generator)
         return out
 
 

@@ -296,7 +296,8 @@ def test_reverb_batch_in_cache_blocks_equals_each_example_alone():
     g = torch.Generator().manual_seed(3)
     reverb = A.Reverb(sr)
     n_fft = A.fft_length(T)
-    per_block = max(1, A.CACHE_ELEMENTS // (len(A.COMB_LENGTHS) * (n_fft // 2 + 1)))   # at least the block
+    # an upper bound on the code's block (it counts A * S >= n_fft // 2 + 1 bins per comb), so B spans >= 4 blocks
+    per_block = max(1, A.CACHE_ELEMENTS // (len(A.COMB_LENGTHS) * (n_fft // 2 + 1)))
     B = 3 * per_block + 2
     x = 0.1 * torch.randn(B, 1, T, dtype=torch.float64, generator=g)
     params = reverb.sample(B, x.device, g)

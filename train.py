@@ -108,7 +108,8 @@ def main(argv=None):
     torch.manual_seed(cfg.seed)
     chain = build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr, cfg.p_gain,
                         cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
-                        (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples)
+                        (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples,
+                        cfg.p_time_mask, cfg.time_mask_max)
     dataset = PairDataset(training_tracks(cfg, p), cfg.chunk_samples, seed=cfg.seed, verbose=p.master,
                           transform=chain if cfg.augment_on == "workers" else None)
     if len(dataset.tracks) < 2:

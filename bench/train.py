@@ -180,7 +180,8 @@ for name in args.models.split(","):
     flops = 3 * forward_flops(ref, x)
     chain = build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr, cfg.p_gain,
                         cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
-                        (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples)
+                        (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples,
+                        cfg.p_time_mask, cfg.time_mask_max)
     gen = torch.Generator(device).manual_seed(0)
     criterion = NTXent(cfg.temperature)
     rows = [("CLMR's (Conv1d) fp32", ref, "fp32"), ("ssl_min (channels-last) fp32", ours, "fp32")]

@@ -184,6 +184,29 @@ class Delay(Augmentation):
         return (x + self.volume_factor * delayed) / 2
 
 
+class TimeMask(Augmentation):
+    """Zeroes one segment per example: its length floor(U(0, max_fraction) * T) samples, its start
+    uniform over the places it fits (SpecAugment's time mask, on the waveform; not in CLMR's chain)."""
+
+    def __init__(self, max_fraction=0.5):
+        super().__init__()
+        if not 0 <= max_fraction <= 1:
+            raise ValueError(f"max_fraction must lie in [0, 1], got {max_fraction}")
+        self.max_fraction = max_fraction
+
+    def sample(self, n, device, generator):
+        return {"fraction": _uniform(0, self.max_fraction, n, device, generator),
+                "start": _uniform(0, 1, n, device, generator)}                 # of the places it fits
+
+    def apply(self, x, params):
+        T = x.shape[-1]
+        length = (params["fraction"] * T).long()                                 # (B,)
+        start = (params["start"] * (T - length + 1)).long().clamp(max=T - length)
+        t = torch.arange(T, device=x.device)[None]                               # (1, T)
+        keep = (t < start[:, None]) | (t >= (start + length)[:, None])           # (B, T)
+        return x * keep[:, None].to(x.dtype)
+
+
 # ---------------------------------------------------------------- filters
 
 class _SincFilter(Augmentation):
@@ -573,10 +596,12 @@ class RandomResizedCrop(Augmentation):
 
 def build_chain(sample_rate, p_polarity=0.8, p_noise=0.01, min_snr=0.0001, max_snr=0.01, p_gain=0.3,
                 p_filter=0.8, p_delay=0.3, p_reverb=0.6, lowpass=(2200, 4000), highpass=(200, 1200),
-                p_pitch=0.0, n_samples=0):
+                p_pitch=0.0, n_samples=0, p_time_mask=0.0, time_mask_max=0.5):
     """The CLMR / DL101 chain in CLMR's order (CLMR's probabilities by default; CLMR's pitch shift,
     p=0.6, comes with p_pitch > 0). lowpass / highpass: cutoff ranges in Hz (torchaudio-augmentations'
-    defaults)."""
+    defaults). A time mask (not CLMR's) comes last, and only with p_time_mask > 0: without it the
+    chain draws exactly CLMR's random numbers."""
+    mask = [RandomApply([TimeMask(time_mask_max)], p=p_time_mask)] if p_time_mask > 0 else []
     return Compose([
         RandomApply([PolarityInversion()], p=p_polarity),
         RandomApply([Noise(min_snr=min_snr, max_snr=max_snr)], p=p_noise),
@@ -585,4 +610,4 @@ def build_chain(sample_rate, p_polarity=0.8, p_noise=0.01, min_snr=0.0001, max_s
         RandomApply([Delay(sample_rate=sample_rate)], p=p_delay),
         RandomApply([PitchShift(n_samples, sample_rate)], p=p_pitch),
         RandomApply([Reverb(sample_rate=sample_rate)], p=p_reverb),
-    ])
+    ] + mask)

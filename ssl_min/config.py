@@ -73,6 +73,8 @@ class Config:
     p_delay: float = F(0.3, "P(delay 200..500 ms)")
     p_pitch: float = F(0.6, "P(pitch shift -7..+7 semitones) (CLMR: 0.6; a phase vocoder per batch, the chain's dearest effect)")
     p_reverb: float = F(0.6, "P(sox-style reverb)")
+    p_time_mask: float = F(0.0, "P(time mask: one segment of the chunk zeroed, after the other effects; not in CLMR's chain)")
+    time_mask_max: float = F(0.5, "the time mask's longest segment, as a fraction of the chunk")
     cache: str = F("auto", "'auto': a folder of compressed files (or files at another rate) is decoded once into FOLDER/.ssl_min_cache/<rate>hz, rebuilt when a file changes; 'off': decode at every read; or a cache folder to build/reuse")
     augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
     # machinery
@@ -154,6 +156,8 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         if not 0 < getattr(cfg, name) < nyquist:
             raise SystemExit(f"{name} = {getattr(cfg, name):g} Hz must lie in (0, {nyquist:g}) Hz, below the "
                              f"Nyquist frequency of sample_rate {cfg.sample_rate}; set --{name}")
+    if not 0 <= cfg.time_mask_max <= 1:
+        raise SystemExit(f"time_mask_max is a fraction of the chunk, in [0, 1]; got {cfg.time_mask_max:g}")
     if cfg.lowpass_min > cfg.lowpass_max or cfg.highpass_min > cfg.highpass_max:
         raise SystemExit("a cutoff range's min is above its max")
     if cfg.device == "auto":

@@ -82,6 +82,52 @@ def test_delay_choices_are_the_inclusive_grid():
     assert offsets == {int(ms * SR / 1000) for ms in range(200, 501, 50)}
 
 
+@pytest.mark.parametrize("max_fraction", [0.0, 0.3, 1.0])
+def test_time_mask_zeroes_one_segment_where_its_draws_say(max_fraction):
+    """Each example: exactly the samples start .. start + length - 1 zeroed (length and start from
+    its own two uniform draws, written out by hand here), every other sample untouched."""
+    T, B = 1000, 64
+    x = torch.rand(B, 2, T) + 0.5                                   # no zero of its own
+    y = A.TimeMask(max_fraction)(x, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    fraction = torch.rand(B, generator=g, dtype=torch.float64) * max_fraction
+    where = torch.rand(B, generator=g, dtype=torch.float64)
+    lengths = []
+    for b in range(B):
+        length = int(fraction[b] * T)
+        start = min(int(where[b] * (T - length + 1)), T - length)
+        ref = x[b].clone()
+        ref[:, start:start + length] = 0
+        assert torch.equal(y[b], ref), b
+        lengths.append(length)
+    assert max(lengths) <= max_fraction * T
+    if max_fraction > 0:                                            # the draws spread over the range
+        assert min(lengths) < 0.2 * max_fraction * T and max(lengths) > 0.8 * max_fraction * T
+
+
+def test_time_mask_joins_the_chain_last_and_only_when_asked():
+    """p_time_mask 0 builds exactly the chain of before (the same random draws, so every other
+    preset's runs stay as they were); p_time_mask > 0 appends the mask after the other effects."""
+    plain = A.build_chain(SR, p_polarity=0.5, p_gain=0.5, p_filter=0.5)
+    assert len(plain.transforms) == 7
+    masked = A.build_chain(SR, p_polarity=0.5, p_gain=0.5, p_filter=0.5, p_time_mask=0.5, time_mask_max=0.25)
+    last = masked.transforms[-1]
+    assert isinstance(last.transforms.transforms[0], A.TimeMask) and last.p == 0.5
+    assert last.transforms.transforms[0].max_fraction == 0.25
+    x = 0.1 * torch.randn(16, 1, 3000)
+    y_plain = plain(x, generator=torch.Generator().manual_seed(1))
+    y_masked = masked(x, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    ref = x
+    for t in masked.transforms[:-1]:                                # the same draws as the plain chain ...
+        ref = t(ref, generator=g)
+    assert torch.equal(ref, y_plain)
+    assert torch.equal(masked.transforms[-1](ref, generator=g), y_masked)   # ... then the mask's
+    assert not torch.equal(y_masked, y_plain)
+    with pytest.raises(ValueError):
+        A.TimeMask(1.5)
+
+
 @pytest.mark.parametrize("ratio", [0.001, 0.01, 0.3])
 def test_noise_ratio(ratio):
     x = sine(440, seconds=2.0)

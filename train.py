@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ssl_min import distributed
 from ssl_min.audio import is_cache, scan_folder, tracks_from
-from ssl_min.augment import build_chain
+from ssl_min.augment import chain_for
 from ssl_min.budget import TimeBudget
 from ssl_min.checkpoint import save_atomic, trim_metrics, write_text_atomic
 from ssl_min.config import config_for_run, get_lr, parse_args
@@ -106,10 +106,7 @@ def main(argv=None):
 
     # ---- data: an endless stream of pairs; augmentations on the device or in the workers
     torch.manual_seed(cfg.seed)
-    chain = build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr, cfg.p_gain,
-                        cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
-                        (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples,
-                        cfg.p_time_mask, cfg.time_mask_max)
+    chain = chain_for(cfg)
     dataset = PairDataset(training_tracks(cfg, p), cfg.chunk_samples, seed=cfg.seed, verbose=p.master,
                           transform=chain if cfg.augment_on == "workers" else None)
     if len(dataset.tracks) < 2:

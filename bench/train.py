@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssl_min.augment import build_chain  # noqa: E402
+from ssl_min.augment import chain_for  # noqa: E402
 from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
 from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.loss import NTXent  # noqa: E402
@@ -178,10 +178,7 @@ for name in args.models.split(","):
     ref.to(device)
     x = torch.randn(2 * batch, 1, cfg.chunk_samples, device=device)
     flops = 3 * forward_flops(ref, x)
-    chain = build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr, cfg.p_gain,
-                        cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
-                        (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples,
-                        cfg.p_time_mask, cfg.time_mask_max)
+    chain = chain_for(cfg)
     gen = torch.Generator(device).manual_seed(0)
     criterion = NTXent(cfg.temperature)
     rows = [("CLMR's (Conv1d) fp32", ref, "fp32"), ("ssl_min (channels-last) fp32", ours, "fp32")]

@@ -612,3 +612,13 @@ def build_chain(sample_rate, p_polarity=0.8, p_noise=0.01, min_snr=0.0001, max_s
         RandomApply([PitchShift(n_samples, sample_rate)], p=p_pitch),
         RandomApply([Reverb(sample_rate=sample_rate)], p=p_reverb),
     ] + mask)
+
+
+def chain_for(cfg):
+    """The chain a train.py config (ssl_min/config.py) asks for: its rate, effect probabilities,
+    noise and cutoff ranges, and chunk length. train.py and bench/train.py build it here, so a
+    new effect's fields are passed in one place."""
+    return build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr, cfg.p_gain,
+                       cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
+                       (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples,
+                       cfg.p_time_mask, cfg.time_mask_max)

@@ -113,9 +113,9 @@ PRESETS = {
     # weight decay 1e-4, CLMR's channels in the last blocks, width 0.5, 5 blocks, a 3-layer or a wider
     # projector, two pairs per track as positives, polarity and gain back in, mixing in another clip,
     # BYOL, MoCo, 3.6 h more game music in the pool (README tables).
-    # lr 4e-3 since 2026-12-03 (2e-3 had been chosen for batches of 96): over seeds 0-3 with the folded
-    # stem (ssl_min/stem.py), 0.430 PR-AUC against 2e-3's 0.421, higher on three of the four seeds
-    # (bench/real_music_log.md) -- a gain inside the seed spread, in the direction the batch asks.
+    # lr 4e-3 since 2026-12-03, for the batch of 288 (2e-3 had been chosen for batches of 96): over
+    # seeds 0-3 with the folded stem (ssl_min/stem.py) the two probe the same, 0.423 PR-AUC against
+    # 0.421 (bench/real_music_log.md).
     "cpu": dict(sample_rate=8000, n_blocks=6, width=0.25, pool="mean", chunk_samples=2187, batch_size=288,
                 lr=4e-3, warmup_steps=20, schedule="cosine", max_steps=2500, max_minutes=18,
                 temperature=0.2, p_polarity=0.0,

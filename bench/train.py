@@ -166,6 +166,7 @@ if not args.as_clmr_runs:
           "code runs (ssl_min/cpu_memory.py)")
     print(f"{'model':<6}{'batch':>6}  {'formulation':<30}{'clips/s':>9}{'GFLOP/s':>9}{'% peak':>8}{'vs CLMR':>9}"
           f"{'vs default':>11}{'aug share':>11}")
+chains = []
 for name in args.models.split(","):
     # the preset's shapes; precision fixed, as this bench times each precision itself (no start-up timing)
     cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type, "precision": "fp32"}))
@@ -202,3 +203,7 @@ for name in args.models.split(","):
         print(f"{name:<6}{batch:>6}  {label:<30}{2 * batch / dt:>9.1f}{flops / dt / 1e9:>9.1f}"
               f"{100 * flops / dt / 1e9 / best:>7.0f}%{base / dt:>8.2f}x{versus}{100 * aug / (aug + dt):>10.1f}%",
               flush=True)
+    chains.append(f"{name} {aug * 1e3:.1f} ms (effect_reuse {cfg.effect_reuse})")
+if not args.as_clmr_runs:
+    print(f"augmentation, the preset's chain as train.py builds it, per batch: {', '.join(chains)}; effect_reuse r:"
+          f" each filter and reverb setting shared by ~r clips (ssl_min/shared_settings.py)")

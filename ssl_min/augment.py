@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn as nn
 
+from ssl_min.shared_settings import SharedSettings
+
 
 # ---------------------------------------------------------------- helpers
 
@@ -52,21 +54,33 @@ def fft_length(n):
     return best
 
 
-def _fft_conv_same(x, kernel):
-    """Centred FIR filtering with edge-replicated padding (as julius does).
-    x: (B, C, T), kernel: (B, K) with K odd, one kernel per example -> (B, C, T)."""
-    B, C, T = x.shape
-    half = kernel.shape[-1] // 2
+def _rows_into(x, rows, out):
+    """out[:] = x[rows] (or x when rows is None) in one copy: on the CPU index_select writes into
+    the view itself (a gather, then a copy into place, took ~3.5x longer)."""
+    if rows is None:
+        out.copy_(x)
+    elif x.device.type == "cpu":
+        torch.index_select(x, 0, rows, out=out)
+    else:
+        out.copy_(x.index_select(0, rows))
+
+
+def _fft_conv_same(x, spectrum, half, rows=None):
+    """Centred FIR filtering with edge-replicated padding (as julius does). x: (B, C, T), or its
+    rows (n,) only; spectrum: (B or n, n_fft // 2 + 1) complex, each example's kernel (K <= 2 half
+    + 1 taps, centred at sample `half`) zero-padded to n_fft = fft_length(T + 2 half) and
+    transformed -> (B or n, C, T)."""
+    C, T = x.shape[1:]
     n = fft_length(T + 2 * half)
     # The input, edge-replicated by `half` on the left and up to the FFT length on the right, in
     # one copy: a kept output m (2h <= m < 2h + T) reads samples m - 2h .. m only, so nothing
-    # past 2h + T is read and the circular wrap reaches only the first K - 1 outputs (not kept).
-    xp = x.new_empty(B, C, n)
-    xp[..., half:half + T] = x
-    xp[..., :half] = x[..., :1]
-    xp[..., half + T:] = x[..., -1:]
+    # past 2h + T is read and the circular wrap reaches only the first 2h outputs (not kept).
+    xp = x.new_empty(spectrum.shape[0], C, n)
+    _rows_into(x, rows, xp[..., half:half + T])
+    xp[..., :half] = xp[..., half:half + 1]
+    xp[..., half + T:] = xp[..., half + T - 1:half + T]
     # the product in place: no new buffer, ~7 % off this convolution
-    y = torch.fft.irfft(torch.fft.rfft(xp).mul_(torch.fft.rfft(kernel, n)[:, None]), n)
+    y = torch.fft.irfft(torch.fft.rfft(xp).mul_(spectrum[:, None]), n)
     return y[..., 2 * half:2 * half + T]                                   # the 'valid' part
 
 
@@ -101,6 +115,11 @@ class Augmentation(nn.Module):
 
     def transform(self, x, generator=None):
         return self.apply(x, self.sample(x.shape[0], x.device, generator))
+
+    def transform_rows(self, x, rows, generator=None):
+        """transform(x[rows]), rows: (n,) indices. Effects that copy their input into a buffer of
+        their own (the filters, Delay) override it to read the rows straight into that buffer."""
+        return self.transform(x.index_select(0, rows), generator)
 
     def forward(self, x, generator=None):
         if x.dim() not in (1, 2, 3):
@@ -175,14 +194,23 @@ class Delay(Augmentation):
         ms = self.min_delay + self.delay_interval * _randint(0, steps, n, device, generator)
         return {"offset": (ms * self.sample_rate / 1000).long()}            # int(), like the original
 
-    def apply(self, x, params):
-        B, C, T = x.shape
+    def apply(self, x, params, rows=None):
+        """x: (B, C, T), or with rows (n,) its rows only (params for n examples)."""
+        C, T = x.shape[1:]
+        B = x.shape[0] if rows is None else rows.shape[0]
         offset = params["offset"].clamp(max=T)
         M = int(offset.max()) if B else 0
-        padded = nn.functional.pad(x, (M, 0))                              # (B, C, M + T), M zeros first
-        windows = padded.unfold(-1, T, 1)                                  # (B, C, M + 1, T), a view
-        delayed = windows[torch.arange(B, device=x.device), :, M - offset]  # (B, C, T): x shifted right
-        return (x + self.volume_factor * delayed) / 2
+        # every row after M zeros, end to end in one flat buffer; row r's delayed copy is the window
+        # of T samples that starts M - offset samples into its padded row: one whole-row copy each
+        # (index_select on a view of all windows; advanced indexing on (B, C, M + 1, T) ran ~2x slower)
+        padded = x.new_zeros(B, C, M + T)
+        _rows_into(x, rows, padded[..., M:])
+        starts = torch.arange(B * C, device=x.device) * (M + T) + (M - offset).repeat_interleave(C)
+        delayed = padded.view(-1).unfold(0, T, 1).index_select(0, starts).view(B, C, T)   # x shifted right
+        return delayed.mul_(self.volume_factor).add_(padded[..., M:]).mul_(0.5)   # (x + v * delayed) / 2
+
+    def transform_rows(self, x, rows, generator=None):
+        return self.apply(x, self.sample(rows.shape[0], x.device, generator), rows)
 
 
 class TimeMask(Augmentation):
@@ -210,21 +238,36 @@ class TimeMask(Augmentation):
 
 # ---------------------------------------------------------------- filters
 
-class _SincFilter(Augmentation):
+class _SincFilter(SharedSettings, Augmentation):
     """Windowed-sinc FIR (Hann window, `zeros` zero crossings each side, as julius' filters that
     the original used); the low-pass kernel is normalised to unit gain at DC and a high-pass is
-    its spectral inverse, delta - lowpass. Cutoff drawn per example, applied by FFT convolution."""
+    its spectral inverse, delta - lowpass. Cutoff drawn per example, applied by FFT convolution.
+    Every kernel is centred in the length of the longest one its cutoff ranges can draw (zeros
+    beyond its own), so each example's spectrum can be computed apart from the batch's.
+    reuse > 1: kernels shared by examples (ssl_min/shared_settings.py)."""
     zeros = 8
 
-    def __init__(self, sample_rate):
+    def __init__(self, sample_rate, reuse=1):
         super().__init__()
-        self.sample_rate = sample_rate
+        self.sample_rate, self.reuse = sample_rate, reuse
+
+    def lowest_cutoff(self):
+        raise NotImplementedError
+
+    def halves(self, cutoff_hz):
+        """cutoff_hz: (B,) float64 -> (B,) each kernel's half length, zeros / (2 cutoff / rate)."""
+        return (self.zeros / (cutoff_hz / self.sample_rate) / 2).long()
+
+    def longest_half(self):
+        return int(self.halves(torch.tensor([float(self.lowest_cutoff())], dtype=torch.float64)))
 
     def kernels(self, cutoff_hz, highpass):
-        """cutoff_hz: (B,) float64, highpass: (B,) bool -> (B, K) kernels, K odd."""
+        """cutoff_hz: (B,) float64, highpass: (B,) bool -> (B, 2H + 1) kernels, H = longest_half()."""
         c = cutoff_hz / self.sample_rate                                   # cycles per sample
-        half = (self.zeros / c / 2).long()                                 # (B,) half lengths
-        H = int(half.max())
+        half = self.halves(cutoff_hz)                                      # (B,) half lengths
+        H = self.longest_half()
+        if len(half) and int(half.max()) > H:
+            raise ValueError(f"a cutoff below the filter's range (lowest {self.lowest_cutoff()} Hz)")
         t = torch.arange(-H, H + 1, device=c.device, dtype=torch.float64)[None]   # (1, K)
         hb = half[:, None].double()
         window = torch.where(t.abs() <= hb, 0.5 + 0.5 * torch.cos(math.pi * t / hb), 0.0)
@@ -234,14 +277,28 @@ class _SincFilter(Augmentation):
         delta = (t == 0).double()
         return torch.where(highpass[:, None], delta - lowpass, lowpass)
 
+    def response(self, params, T, dtype):
+        """-> (B, n // 2 + 1) complex: the kernels' spectra for inputs of T samples."""
+        n = fft_length(T + 2 * self.longest_half())
+        return torch.fft.rfft(self.kernels(params["cutoff"], params["highpass"]).to(dtype), n)
+
+    def apply_response(self, x, spectrum, rows=None):
+        return _fft_conv_same(x, spectrum, self.longest_half(), rows)
+
+    def transform_rows(self, x, rows, generator=None):
+        return self.apply_response(x, self.responses(rows.shape[0], x.shape[-1], x.dtype, x.device, generator), rows)
+
     def apply(self, x, params):
-        return _fft_conv_same(x, self.kernels(params["cutoff"], params["highpass"]).to(x.dtype))
+        return self.apply_response(x, self.response(params, x.shape[-1], x.dtype))
 
 
 class LowPassFilter(_SincFilter):
-    def __init__(self, sample_rate, freq_low=2200, freq_high=4000):
-        super().__init__(sample_rate)
+    def __init__(self, sample_rate, freq_low=2200, freq_high=4000, reuse=1):
+        super().__init__(sample_rate, reuse)
         self.freq_low, self.freq_high = freq_low, freq_high
+
+    def lowest_cutoff(self):
+        return self.freq_low
 
     def sample(self, n, device, generator):
         return {"cutoff": _uniform(self.freq_low, self.freq_high, n, device, generator),
@@ -249,8 +306,8 @@ class LowPassFilter(_SincFilter):
 
 
 class HighPassFilter(LowPassFilter):
-    def __init__(self, sample_rate, freq_low=200, freq_high=1200):
-        super().__init__(sample_rate, freq_low, freq_high)
+    def __init__(self, sample_rate, freq_low=200, freq_high=1200, reuse=1):
+        super().__init__(sample_rate, freq_low, freq_high, reuse)
 
     def sample(self, n, device, generator):
         return {**super().sample(n, device, generator),
@@ -262,10 +319,13 @@ class HighLowPass(_SincFilter):
     or a high-pass with cutoff in [highpass_freq_low, highpass_freq_high]."""
 
     def __init__(self, sample_rate, lowpass_freq_low=2200, lowpass_freq_high=4000,
-                 highpass_freq_low=200, highpass_freq_high=1200):
-        super().__init__(sample_rate)
+                 highpass_freq_low=200, highpass_freq_high=1200, reuse=1):
+        super().__init__(sample_rate, reuse)
         self.lp = (lowpass_freq_low, lowpass_freq_high)
         self.hp = (highpass_freq_low, highpass_freq_high)
+
+    def lowest_cutoff(self):
+        return min(self.lp[0], self.hp[0])
 
     def sample(self, n, device, generator):
         highpass = _uniform(0, 1, n, device, generator) < 0.5
@@ -408,6 +468,7 @@ class _Grid:
         lead = self.at((self.coarse * n[..., None]) % self.n_fft) * (self.radius ** -n.to(self.real)).clamp(max=self.big)[..., None]
         return lead[..., :, None], self.at((self.fine * n[..., None]) % self.n_fft)[..., None, :]
 
+    @functools.cached_property
     def z_inv(self):
         """z^-1 on the grid, (A, S)."""
         return self.at(-(self.coarse[:, None] + self.fine[None]) % self.n_fft) * self.radius
@@ -418,6 +479,12 @@ class _Grid:
         return self.unit.index_select(0, m.reshape(-1)).view(m.shape)
 
 
+@functools.lru_cache(maxsize=16)
+def _grid(n_fft, radius, device, real):
+    """One _Grid per setting, built once (its tables cost ~0.3 ms a call otherwise)."""
+    return _Grid(n_fft, radius, device, real)
+
+
 CACHE_ELEMENTS = 1 << 19      # complex numbers per block of combs on the CPU (4 MB in complex64)
 
 
@@ -426,7 +493,7 @@ def _allpass_chains(sample_rate, n_fft, radius, device, real):
     """The 4 allpasses of each channel (stereo offsets 0, 1) times the wet gain 0.015 and the 1/2 of
     the mono downmix: the same for every example (fixed lengths), so computed once per setting.
     -> (2, A, S) complex."""
-    grid, r, chains = _Grid(n_fft, radius, device, real), sample_rate / 44100, []
+    grid, r, chains = _grid(n_fft, radius, device, real), sample_rate / 44100, []
     for offset in (0, 1):
         chain = 0.015 / 2
         for i, length in enumerate(ALLPASS_LENGTHS):   # the sign of the spread restarts after the 8 combs
@@ -453,9 +520,9 @@ def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
     for every example, cached) multiply its sum into the block's wet response while it is still
     in cache.
     """
-    grid = _Grid(n_fft, radius, feedback.device, feedback.dtype)
+    grid = _grid(n_fft, radius, feedback.device, feedback.dtype)
     one = torch.ones((), dtype=grid.unit.dtype, device=feedback.device)
-    minus_G = torch.addcmul(one, damping[:, None, None], grid.z_inv(), value=-1).reciprocal_()   # 1 / (1 - d z^-1)
+    minus_G = torch.addcmul(one, damping[:, None, None], grid.z_inv, value=-1).reciprocal_()   # 1 / (1 - d z^-1)
     minus_G.mul_(-(feedback * (1 - damping))[:, None, None])                                  # (B, A, S)
     allpass = _allpass_chains(sample_rate, n_fft, radius, feedback.device, feedback.dtype)
     signs = torch.tensor([(-1) ** i for i in range(len(COMB_LENGTHS))], device=feedback.device)
@@ -478,7 +545,7 @@ def reverb_wet_response(feedback, damping, scale, sample_rate, n_fft, radius):
     return wet.reshape(wet.shape[0], -1)[:, :grid.K]
 
 
-class Reverb(Augmentation):
+class Reverb(SharedSettings, Augmentation):
     """sox `reverb <reverberance> <hf_damping> <room_scale>` on mono audio, as the original ran it
     (wet-gain 0 dB, no pre-delay, stereo-depth 100 -> two wet channels, downmixed to mono):
         y = x + (wet_0 + wet_1) / 2.
@@ -494,9 +561,9 @@ class Reverb(Augmentation):
     WRAP = {torch.float64: 1e-8, torch.float32: 3e-4}
 
     def __init__(self, sample_rate, reverberance_min=0, reverberance_max=100, dumping_factor_min=0,
-                 dumping_factor_max=100, room_size_min=0, room_size_max=100):
+                 dumping_factor_max=100, room_size_min=0, room_size_max=100, reuse=1):
         super().__init__()
-        self.sample_rate = sample_rate
+        self.sample_rate, self.reuse = sample_rate, reuse
         self.ranges = ((reverberance_min, reverberance_max), (dumping_factor_min, dumping_factor_max),
                        (room_size_min, room_size_max))
 
@@ -504,19 +571,26 @@ class Reverb(Augmentation):
         rev, damp, room = (_uniform(lo, hi, n, device, generator) for lo, hi in self.ranges)
         return {"reverberance": rev, "hf_damping": damp, "room_scale": room}
 
-    def apply(self, x, params):
+    def response(self, params, T, dtype):
+        """-> (B, n_fft // 2 + 1) complex: the wet transfer functions for inputs of T samples."""
+        n_fft = fft_length(T)
+        settings = sox_reverb_settings(params["reverberance"], params["hf_damping"], params["room_scale"])
+        return reverb_wet_response(*[s.to(dtype) for s in settings], self.sample_rate, n_fft,
+                                   self.WRAP[dtype] ** (1 / n_fft))
+
+    def apply_response(self, x, wet):
         T = x.shape[-1]
         n_fft = fft_length(T)
         radius = self.WRAP[x.dtype] ** (1 / n_fft)
-        settings = sox_reverb_settings(params["reverberance"], params["hf_damping"], params["room_scale"])
-        settings = [s.to(x.dtype) for s in settings]
-        wet = reverb_wet_response(*settings, self.sample_rate, n_fft, radius)   # (B, K)
         weight = radius ** torch.arange(T, device=x.device, dtype=x.dtype)   # (T,)
         xw = x.new_empty(*x.shape[:-1], n_fft)                             # x * weight, zero-padded
         torch.mul(x, weight, out=xw[..., :T])
         xw[..., T:] = 0
         wet_signal = torch.fft.irfft(torch.fft.rfft(xw).mul_(wet[:, None]), n_fft)[..., :T]
         return torch.addcdiv(x, wet_signal, weight)                        # x + wet / weight
+
+    def apply(self, x, params):
+        return self.apply_response(x, self.response(params, x.shape[-1], x.dtype))
 
 
 # ---------------------------------------------------------------- composition
@@ -541,8 +615,7 @@ class RandomApply(Augmentation):
             f = torch.where(mask, only.factor, 1.0).to(x.dtype)[:, None, None]
             return x.mul_(f) if in_place else x * f
         out = x if in_place else x.clone()
-        # index_select: ~5x faster than x[chosen] on the CPU (a copy of whole rows either way)
-        out[chosen] = self.transforms.transform(x.index_select(0, chosen), generator)
+        out[chosen] = self.transforms.transform_rows(x, chosen, generator)
         return out
 
 
@@ -553,6 +626,11 @@ class Compose(Augmentation):
     def __init__(self, transforms):
         super().__init__()
         self.transforms = nn.ModuleList(transforms)
+
+    def transform_rows(self, x, rows, generator=None):
+        if len(self.transforms) == 1:          # RandomApply([effect]): the effect reads its rows itself
+            return self.transforms[0].transform_rows(x, rows, generator)
+        return super().transform_rows(x, rows, generator)
 
     def transform(self, x, generator=None):
         owned = False               # is x a copy that a RandomApply of this call made?
@@ -597,20 +675,23 @@ class RandomResizedCrop(Augmentation):
 
 def build_chain(sample_rate, p_polarity=0.8, p_noise=0.01, min_snr=0.0001, max_snr=0.01, p_gain=0.3,
                 p_filter=0.8, p_delay=0.3, p_reverb=0.6, lowpass=(2200, 4000), highpass=(200, 1200),
-                p_pitch=0.0, n_samples=0, p_time_mask=0.0, time_mask_max=0.5):
+                p_pitch=0.0, n_samples=0, p_time_mask=0.0, time_mask_max=0.5, effect_reuse=1):
     """The CLMR / DL101 chain in CLMR's order (CLMR's probabilities by default; CLMR's pitch shift,
     p=0.6, comes with p_pitch > 0). lowpass / highpass: cutoff ranges in Hz (torchaudio-augmentations'
     defaults). A time mask (not CLMR's) comes last, and only with p_time_mask > 0: without it the
-    chain draws exactly CLMR's random numbers."""
+    chain draws exactly CLMR's random numbers. effect_reuse > 1: the filter's kernels and the
+    reverb's rooms are shared by about that many examples each (ssl_min/shared_settings.py)."""
+    if not (isinstance(effect_reuse, int) and effect_reuse >= 1):
+        raise ValueError(f"effect_reuse must be an integer >= 1, got {effect_reuse!r}")
     mask = [RandomApply([TimeMask(time_mask_max)], p=p_time_mask)] if p_time_mask > 0 else []
     return Compose([
         RandomApply([PolarityInversion()], p=p_polarity),
         RandomApply([Noise(min_snr=min_snr, max_snr=max_snr)], p=p_noise),
         RandomApply([Gain()], p=p_gain),
-        RandomApply([HighLowPass(sample_rate, *lowpass, *highpass)], p=p_filter),
+        RandomApply([HighLowPass(sample_rate, *lowpass, *highpass, reuse=effect_reuse)], p=p_filter),
         RandomApply([Delay(sample_rate=sample_rate)], p=p_delay),
         RandomApply([PitchShift(n_samples, sample_rate)], p=p_pitch),
-        RandomApply([Reverb(sample_rate=sample_rate)], p=p_reverb),
+        RandomApply([Reverb(sample_rate=sample_rate, reuse=effect_reuse)], p=p_reverb),
     ] + mask)
 
 
@@ -621,4 +702,4 @@ def chain_for(cfg):
     return build_chain(cfg.sample_rate, cfg.p_polarity, cfg.p_noise, cfg.min_snr, cfg.max_snr, cfg.p_gain,
                        cfg.p_filter, cfg.p_delay, cfg.p_reverb, (cfg.lowpass_min, cfg.lowpass_max),
                        (cfg.highpass_min, cfg.highpass_max), cfg.p_pitch, cfg.chunk_samples,
-                       cfg.p_time_mask, cfg.time_mask_max)
+                       cfg.p_time_mask, cfg.time_mask_max, cfg.effect_reuse)

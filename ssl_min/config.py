@@ -75,6 +75,7 @@ class Config:
     p_reverb: float = F(0.6, "P(sox-style reverb)")
     p_time_mask: float = F(0.0, "P(time mask: one segment of the chunk zeroed, after the other effects; not in CLMR's chain)")
     time_mask_max: float = F(0.5, "the time mask's longest segment, as a fraction of the chunk")
+    effect_reuse: int = F(1, "1: every chunk draws its own filter and reverb settings (CLMR); r > 1: each call draws B / r of them and deals each to ~r chunks, the filter's and reverb's set-up cost / r (ssl_min/shared_settings.py)")
     cache: str = F("auto", "'auto': a folder of compressed files (or files at another rate) is decoded once into FOLDER/.ssl_min_cache/<rate>hz, rebuilt when a file changes; 'off': decode at every read; or a cache folder to build/reuse")
     augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
     # machinery
@@ -94,7 +95,7 @@ PRESETS = {
     # ~5 minutes on 2 CPU cores: 0.82 s chunks at 8 kHz, a quarter-width SampleCNN (87,744 params).
     "demo": dict(data="data/demo/unlabeled", sample_rate=8000, n_blocks=7, width=0.25, batch_size=128, lr=2e-3,
                  warmup_steps=20, schedule="cosine", max_steps=400, temperature=0.2, p_reverb=0.3, p_pitch=0.0,
-                 lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),
+                 lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100, effect_reuse=4),
     # Real music on a 2-core CPU (bench/real_music.py; README, "Real music"), chosen by ablation on the
     # mean over 5 re-splits of the labeled tracks: no effects at all, only two random crops of a track
     # (every effect we tried erased some of what tells recordings apart: filters and reverb most, then
@@ -159,6 +160,8 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         if not 0 < getattr(cfg, name) < nyquist:
             raise SystemExit(f"{name} = {getattr(cfg, name):g} Hz must lie in (0, {nyquist:g}) Hz, below the "
                              f"Nyquist frequency of sample_rate {cfg.sample_rate}; set --{name}")
+    if cfg.effect_reuse < 1:
+        raise SystemExit(f"effect_reuse must be >= 1 (1: every chunk its own settings), got {cfg.effect_reuse}")
     if not 0 <= cfg.time_mask_max <= 1:
         raise SystemExit(f"time_mask_max is a fraction of the chunk, in [0, 1]; got {cfg.time_mask_max:g}")
     if cfg.lowpass_min > cfg.lowpass_max or cfg.highpass_min > cfg.highpass_max:

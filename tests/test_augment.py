@@ -474,13 +474,27 @@ def test_a_chain_never_writes_to_its_input_and_equals_one_copy_per_effect():
     assert torch.equal(y, ref)
 
 
+@pytest.mark.parametrize("reuse", [1, 3])
+def test_effects_reading_their_rows_themselves_equal_transforming_the_gathered_rows(reuse):
+    """RandomApply hands the filters and Delay the whole batch and the chosen rows: they copy the
+    rows straight into their own buffers, with the same draws and results as on x[rows]."""
+    x = torch.randn(9, 2, 3000, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    rows = torch.tensor([0, 2, 3, 7, 8])
+    for effect in [A.HighLowPass(SR, reuse=reuse), A.LowPassFilter(SR, reuse=reuse), A.Delay(SR),
+                   A.Reverb(SR, reuse=reuse), A.Compose([A.Delay(SR)])]:
+        a = effect.transform_rows(x, rows, torch.Generator().manual_seed(1))
+        b = effect.transform(x[rows], torch.Generator().manual_seed(1))
+        assert torch.equal(a, b), type(effect).__name__
+
+
 def test_chain_for_a_config_passes_every_field_to_its_effect():
     """train.py's chain (augment.chain_for): each probability, range and length the config sets
     lands in its effect, read back from the built modules."""
     from ssl_min.config import Config
     cfg = Config(sample_rate=16000, p_polarity=0.11, p_noise=0.12, min_snr=0.002, max_snr=0.003, p_gain=0.13,
                  p_filter=0.14, lowpass_min=3000.0, lowpass_max=5000.0, highpass_min=300.0, highpass_max=900.0,
-                 p_delay=0.15, p_pitch=0.16, p_reverb=0.17, chunk_samples=4000, p_time_mask=0.18, time_mask_max=0.2)
+                 p_delay=0.15, p_pitch=0.16, p_reverb=0.17, chunk_samples=4000, p_time_mask=0.18, time_mask_max=0.2,
+                 effect_reuse=3)
     effects = A.chain_for(cfg).transforms
     assert [e.p for e in effects] == [0.11, 0.12, 0.13, 0.14, 0.15, 0.16, 0.17, 0.18]
     noise, _, filt, delay, pitch, reverb, mask = (e.transforms.transforms[0] for e in effects[1:])
@@ -488,3 +502,4 @@ def test_chain_for_a_config_passes_every_field_to_its_effect():
     assert (filt.sample_rate, filt.lp, filt.hp) == (16000, (3000.0, 5000.0), (300.0, 900.0))
     assert delay.sample_rate == pitch.sample_rate == reverb.sample_rate == 16000 and pitch.n_samples == 4000
     assert mask.max_fraction == 0.2
+    assert filt.reuse == reverb.reuse == 3

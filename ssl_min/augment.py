@@ -3,7 +3,8 @@
 Drop-in for the chain that CLMR and the DL101 tutorial build with torchaudio-augmentations 0.2.4
 (same class names, same constructor arguments, same meanings), but:
   * batched: input (T,), (C, T) or (B, C, T); on a batch every example draws its own parameters
-    and its own RandomApply coin (a (C, T) input is one example: its channels share them);
+    and its own RandomApply coin (a (C, T) input is one example: its channels share them), unless
+    the filters and the reverb are asked to share settings (reuse > 1, ssl_min/shared_settings.py);
   * on any device, the batch's own; float32/float64/bfloat16 in, same dtype out;
   * one source of randomness: torch's global generator, or the `generator=` passed to forward;
   * every transform first `sample`s its parameters, then `apply`s them with no more randomness.

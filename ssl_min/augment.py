@@ -260,7 +260,8 @@ class _SincFilter(SharedSettings, Augmentation):
         return (self.zeros / (cutoff_hz / self.sample_rate) / 2).long()
 
     def longest_half(self):
-        return int(self.halves(torch.tensor([float(self.lowest_cutoff())], dtype=torch.float64)))
+        """halves() of the lowest cutoff, in Python's float64: the same operations, no tensor."""
+        return int(self.zeros / (float(self.lowest_cutoff()) / self.sample_rate) / 2)
 
     def kernels(self, cutoff_hz, highpass):
         """cutoff_hz: (B,) float64, highpass: (B,) bool -> (B, 2H + 1) kernels, H = longest_half()."""
@@ -288,9 +289,6 @@ class _SincFilter(SharedSettings, Augmentation):
 
     def transform_rows(self, x, rows, generator=None):
         return self.apply_response(x, self.responses(rows.shape[0], x.shape[-1], x.dtype, x.device, generator), rows)
-
-    def apply(self, x, params):
-        return self.apply_response(x, self.response(params, x.shape[-1], x.dtype))
 
 
 class LowPassFilter(_SincFilter):
@@ -572,26 +570,25 @@ class Reverb(SharedSettings, Augmentation):
         rev, damp, room = (_uniform(lo, hi, n, device, generator) for lo, hi in self.ranges)
         return {"reverberance": rev, "hf_damping": damp, "room_scale": room}
 
+    def fft_size(self, T, dtype):
+        """-> (n_fft, radius) for inputs of T samples in `dtype` (radius^n_fft = WRAP[dtype])."""
+        n_fft = fft_length(T)
+        return n_fft, self.WRAP[dtype] ** (1 / n_fft)
+
     def response(self, params, T, dtype):
         """-> (B, n_fft // 2 + 1) complex: the wet transfer functions for inputs of T samples."""
-        n_fft = fft_length(T)
         settings = sox_reverb_settings(params["reverberance"], params["hf_damping"], params["room_scale"])
-        return reverb_wet_response(*[s.to(dtype) for s in settings], self.sample_rate, n_fft,
-                                   self.WRAP[dtype] ** (1 / n_fft))
+        return reverb_wet_response(*[s.to(dtype) for s in settings], self.sample_rate, *self.fft_size(T, dtype))
 
     def apply_response(self, x, wet):
         T = x.shape[-1]
-        n_fft = fft_length(T)
-        radius = self.WRAP[x.dtype] ** (1 / n_fft)
+        n_fft, radius = self.fft_size(T, x.dtype)
         weight = radius ** torch.arange(T, device=x.device, dtype=x.dtype)   # (T,)
         xw = x.new_empty(*x.shape[:-1], n_fft)                             # x * weight, zero-padded
         torch.mul(x, weight, out=xw[..., :T])
         xw[..., T:] = 0
         wet_signal = torch.fft.irfft(torch.fft.rfft(xw).mul_(wet[:, None]), n_fft)[..., :T]
         return torch.addcdiv(x, wet_signal, weight)                        # x + wet / weight
-
-    def apply(self, x, params):
-        return self.apply_response(x, self.response(params, x.shape[-1], x.dtype))
 
 
 # ---------------------------------------------------------------- composition

@@ -14,7 +14,8 @@ independent draws); what changes is that about r examples of a call share it, so
 different filters or rooms rather than B. Nothing is kept between calls: the output depends on the
 generator's state only, as before. r = 1 (the default) is CLMR's chain: every example draws its own.
 The effects: sample(n, device, generator) -> params, response(params, T, dtype) -> (n, ...) tensor,
-apply_response(x, responses, rows=None) -> x's shape (ssl_min/augment.py: the sinc filters, Reverb).
+apply_response(x, responses, rows=None) -> x's shape (ssl_min/augment.py: the sinc filters, Reverb);
+the mixin gives them apply(x, params) = apply_response(x, response(params, ...)).
 """
 import math
 
@@ -34,6 +35,9 @@ class SharedSettings:
         where = generator.device if generator is not None else device
         deal = torch.randperm(B, generator=generator, device=where).to(device) % m            # (B,)
         return responses.index_select(0, deal)
+
+    def apply(self, x, params):
+        return self.apply_response(x, self.response(params, x.shape[-1], x.dtype))
 
     def transform(self, x, generator=None):
         return self.apply_response(x, self.responses(x.shape[0], x.shape[-1], x.dtype, x.device, generator))

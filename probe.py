@@ -28,15 +28,16 @@ from pathlib import Path
 
 import torch
 
-from ssl_min.block_stats import BlockStats
-from ssl_min.checkpoint import write_text_atomic
-from ssl_min.labeled import TooSmall, carve_validation, check_sizes, load_labeled
-from ssl_min.extract import cached_extract, recalibrate_batchnorm
-from ssl_min.linear_probe import metrics, select_head, standardise, track_scores
-from ssl_min.mfcc import MFCCStats
-from ssl_min.cpu_memory import keep_freed_memory
-from ssl_min.load import load_encoder, pick_device
-from ssl_min.model import SampleCNN
+from ssl_min.data.labeled import TooSmall, carve_validation, check_sizes, load_labeled
+from ssl_min.evaluate.blocks import BlockStats
+from ssl_min.evaluate.extract import cached_extract, recalibrate_batchnorm
+from ssl_min.evaluate.linear_probe import metrics, select_head, standardise, track_scores
+from ssl_min.evaluate.mfcc import MFCCStats
+from ssl_min.models import SampleCNN
+from ssl_min.models.load import load_encoder, pick_device
+from ssl_min.runtime.atomic import write_text_atomic
+from ssl_min.runtime.cpu_memory import keep_freed_memory
+from ssl_min.runtime.formulation import choose_conv
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--checkpoint", required=True, help="a train.py checkpoint (checkpoint.pt or best.pt), or CLMR's")
@@ -49,12 +50,15 @@ parser.add_argument("--mlp", action="store_true", help="CLMR's MLP head (512 hid
 parser.add_argument("--features", choices=["output", "blocks"], default="output",
                     help="what the encoder rows read: 'output', the representation (CLMR's protocol), or "
                     "'blocks', the mean and std over time of every block's activations, concatenated "
-                    "(a layer-wise readout: ssl_min/block_stats.py)")
+                    "(a layer-wise readout: ssl_min/evaluate/blocks.py)")
 parser.add_argument("--rows", default="pretrained,random_init,mfcc",
                     help="comma-separated rows of the report: pretrained, random_init, mfcc")
 parser.add_argument("--seed", type=int, default=0, help="random-init weights and the MLP head's init and batch order")
 parser.add_argument("--num_workers", type=int, default=2, help="DataLoader workers decoding the labeled tracks")
 parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+parser.add_argument("--conv", choices=["auto", "reference", "fast"], default="auto",
+                    help="the encoders' formulation: CLMR's module stack, the fast CPU one (the same function), or "
+                    "whichever a start-up timing finds faster here (CUDA: the reference)")
 parser.add_argument("--out", default=None, help="result file (default: probe_<checkpoint name>.json next to the checkpoint)")
 
 
@@ -67,13 +71,14 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
     weights and readout -> (extractors, keys). The random-init encoder is built from `seed` and its
     BatchNorm statistics re-estimated on `train_tracks` (said in `notes`, a list, and printed)."""
     readout, suffix = (BlockStats, ":blocks") if features == "blocks" else ((lambda m: m), "")
+    suffix += f":{encoder.conv}"                  # the two formulations round differently
     extractors, keys = {}, {}
     if "pretrained" in rows:
         extractors["pretrained"] = readout(encoder.to(device))
         keys["pretrained"] = weights_id(encoder) + suffix
     if "random_init" in rows:
         torch.manual_seed(seed)
-        random_encoder = SampleCNN(*info["arch"]).to(device)
+        random_encoder = SampleCNN(*info["arch"], conv=encoder.conv).to(device)
         n = recalibrate_batchnorm(random_encoder, train_tracks, chunk, device, seed=seed)
         note = f"random_init: BatchNorm statistics re-estimated on {n} training chunks"
         print(note)
@@ -133,6 +138,11 @@ def main(argv=None):
         keep_freed_memory()                                      # faster extraction: cpu_memory.py
     encoder, info = load_encoder(args.checkpoint)   # ours or CLMR's; strict; the projector is dropped
     rate, chunk = info["sample_rate"], info["chunk_samples"]
+    conv = args.conv
+    if conv == "auto":
+        conv, why = choose_conv(device, info["arch"], chunk, train=False)
+        print(f"conv auto -> {conv}: {why}")
+    encoder.conv = conv
 
     try:
         sets, notes = load_sets(args, rate)

@@ -9,7 +9,7 @@
 Each step: a batch of pairs -> two random chunks of one track per pair -> random audio effects on
 each -> SampleCNN + projector -> the objective: NT-Xent by default, where the other tracks in the
 batch (on every process) are the negatives; `--objective moco|vicreg|byol` for the others
-(ssl_min/objectives.py). Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and
+(ssl_min/objectives/). Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and
 RUN/best.pt (the lowest loss over a whole epoch). Configuration: ssl_min/config.py.
 """
 import dataclasses
@@ -26,40 +26,24 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ssl_min import distributed
-from ssl_min.audio import is_cache, scan_folder, tracks_from
 from ssl_min.augment import chain_for
-from ssl_min.budget import TimeBudget
-from ssl_min.checkpoint import save_atomic, trim_metrics, write_text_atomic
 from ssl_min.config import config_for_run, get_lr, parse_args
-from ssl_min.cpu_memory import keep_freed_memory
-from ssl_min.model import build_model
+from ssl_min.data import PairDataset, StreamSampler, open_tracks
+from ssl_min.models import build_model
 from ssl_min.objectives import build_objective
-from ssl_min.pairs import PairDataset, StreamSampler
-from ssl_min.prepare import ensure_cache, needs_cache
+from ssl_min.runtime import distributed
+from ssl_min.runtime.atomic import save_atomic, trim_metrics, write_text_atomic
+from ssl_min.runtime.budget import TimeBudget
+from ssl_min.runtime.cpu_memory import keep_freed_memory
 
 
 def training_tracks(cfg, p):
-    """The tracks to pretrain on: a cache folder as it is; a folder of audio scanned and, with
-    cache=auto, decoded once into a cache when its files are compressed or at another rate.
-    Rank 0 scans and decodes; the other processes wait for it and read the cache."""
-    if is_cache(cfg.data):
-        return tracks_from(cfg.data, cfg.sample_rate, verbose=p.master)
-    if cfg.cache == "off":
-        return scan_folder(cfg.data, cfg.sample_rate, verbose=p.master)[0]
-    tracks, cache_dir = None, None
-    if p.master:
-        tracks, report = scan_folder(cfg.data, cfg.sample_rate)
-        if cfg.cache == "auto" and not needs_cache(tracks, cfg.sample_rate):
-            print("files are uncompressed and at the model's rate: read directly, no cache needed")
-            cache_dir = ""
-        else:
-            cache_dir = str(ensure_cache(tracks, cfg.data, cfg.sample_rate, None if cfg.cache == "auto" else cfg.cache,
-                                         skipped=report.skipped))
-    cache_dir = distributed.broadcast(p, cache_dir)
-    if cache_dir == "":                         # read directly: rank 0 has scanned already
-        return tracks if p.master else scan_folder(cfg.data, cfg.sample_rate, verbose=False)[0]
-    return tracks_from(cache_dir, cfg.sample_rate, verbose=p.master)
+    """The tracks to pretrain on (ssl_min/data/source.py): a cache folder as it is; a folder of
+    audio scanned and, with cache=auto, decoded once when its files are compressed or at another
+    rate. Rank 0 scans and decodes; the other processes wait for it, then read what it wrote."""
+    tracks = open_tracks(cfg.data, cfg.sample_rate, cfg.cache)[0] if p.master else None
+    distributed.barrier(p)
+    return tracks if p.master else open_tracks(cfg.data, cfg.sample_rate, cfg.cache, build=False, verbose=False)[0]
 
 
 def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progress, aug_gen, cfg, device):
@@ -84,6 +68,8 @@ def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progr
 def main(argv=None):
     t_start = time.time()                       # a time budget counts from here, cache build included
     args, given = parse_args(argv, __doc__)
+    on_cpu = given.get("device") == "cpu" or not torch.cuda.is_available()
+    memory = keep_freed_memory() if on_cpu else None   # ~1.7x on a CPU step (cpu_memory.py); before any timing
     notes = []
     cfg, ckpt = config_for_run(args, given, notes)
     out = Path(cfg.out)
@@ -101,8 +87,8 @@ def main(argv=None):
         + json.dumps(dataclasses.asdict(cfg), indent=2))
     for note in notes:
         say(note)
-    if p.device.type == "cpu":
-        say(f"memory: {keep_freed_memory()}")                      # ~1.7x on a CPU step: cpu_memory.py
+    if memory:
+        say(f"memory: {memory}")
 
     # ---- data: an endless stream of pairs; augmentations on the device or in the workers
     torch.manual_seed(cfg.seed)
@@ -122,7 +108,7 @@ def main(argv=None):
     aug_gen = torch.Generator(p.device).manual_seed(cfg.seed * 1000 + p.rank)
 
     # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
-    orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(p.device)
+    orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.conv).to(p.device)
     objective = build_objective(cfg, orig_model).to(p.device)         # its queue / target / predictor
     optimizer = torch.optim.Adam([*orig_model.parameters(), *objective.trainable()], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)
@@ -159,7 +145,7 @@ def main(argv=None):
         objective.distribute(wrap)
     n_params = sum(t.numel() for t in orig_model.encoder.parameters())
     say(f"{len(dataset.tracks)} tracks, {len(dataset)} chunks: an epoch is {steps_per_epoch} steps of "
-        f"{global_batch} pairs; encoder {n_params:,} parameters; {cfg.precision} on {p.device}")
+        f"{global_batch} pairs; encoder {n_params:,} parameters; {cfg.precision} on {p.device}, conv {cfg.conv}")
     if len(dataset.tracks) < global_batch:
         say(f"note: {len(dataset.tracks)} tracks < batch {global_batch}: tracks repeat within a batch, and "
             "pairs of the same track are masked out of each other's negatives")

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.augment import PitchShift, Reverb, build_chain  # noqa: E402
-from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
+from ssl_min.runtime.cpu_memory import keep_freed_memory  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--device", default="cpu", help="where the batch lives")

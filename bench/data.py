@@ -21,13 +21,12 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ssl_min.audio import scan_folder, tracks_from  # noqa: E402
+from ssl_min.data import PairDataset, StreamSampler, open_tracks, scan_folder  # noqa: E402
 from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
-from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
-from ssl_min.loss import NTXent  # noqa: E402
-from ssl_min.model import build_model  # noqa: E402
-from ssl_min.pairs import PairDataset, StreamSampler  # noqa: E402
-from ssl_min.precision import native_bf16  # noqa: E402
+from ssl_min.runtime.cpu_memory import keep_freed_memory  # noqa: E402
+from ssl_min.objectives import NTXent  # noqa: E402
+from ssl_min.models import build_model  # noqa: E402
+from ssl_min.runtime.precision import native_bf16  # noqa: E402
 from ssl_min.prepare import prepare  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,7 +51,7 @@ def generate(folder, ext, n=24, seconds=30, sr=44100):
 def pairs_per_second(source, workers, cfg, args):
     """The steady stream: one endless loader iterator (as train.py makes it), warmed up by two
     batches, then --batches timed batches. Epoch ends do not exist for it, so nothing restarts."""
-    ds = PairDataset(tracks_from(source, cfg.sample_rate, verbose=False), cfg.chunk_samples, verbose=False)
+    ds = PairDataset(open_tracks(source, cfg.sample_rate, 'off', verbose=False)[0], cfg.chunk_samples, verbose=False)
     loader = iter(DataLoader(ds, batch_size=args.batch, sampler=StreamSampler(args.batch), num_workers=workers))
     for _ in range(2):
         next(loader)                                 # start the workers, fill their prefetch queues
@@ -98,7 +97,7 @@ def main():
     args = parser.parse_args()
     print(f"memory: {keep_freed_memory()}")                  # as train.py does on the CPU
     # the preset's shapes; precision fixed, as this bench times each precision itself (no start-up timing)
-    cfg = resolve(Config(**{**PRESETS[args.preset], "data": "-", "precision": "fp32"}))
+    cfg = resolve(Config(**{**PRESETS[args.preset], "data": "-", "precision": "fp32", "conv": "reference"}))
     tmp = Path(tempfile.mkdtemp(prefix="ssl_min_bench_"))
     sources = {}
     if args.music:

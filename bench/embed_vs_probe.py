@@ -22,8 +22,8 @@ from sklearn.metrics import average_precision_score
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.embed import export  # noqa: E402
-from ssl_min.labeled import load_labeled  # noqa: E402
-from ssl_min.load import load_encoder  # noqa: E402
+from ssl_min.data.labeled import load_labeled  # noqa: E402
+from ssl_min.models.load import load_encoder  # noqa: E402
 
 
 def main():

@@ -38,7 +38,7 @@ import torchaudio.functional as AF
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from ssl_min.audio import AUDIO_EXTENSIONS  # noqa: E402
+from ssl_min.data import AUDIO_EXTENSIONS  # noqa: E402
 
 PACKAGES = ["wesnoth-1.16-music", "ufoai-music", "hyperrogue-music", "colobot-common-sounds", "fillets-ng-data",
             "fretsonfire-songs-muldjord", "fretsonfire-songs-sectoid", "asc-music", "boswars-data", "fb-music-high",
@@ -179,8 +179,8 @@ def probe_folds(checkpoint, labeled, folds, window=0, features="output"):
     -> {row: [per-fold results]}. One split of a few test tracks per class is noisy; the mean over re-splits is
     what a comparison between runs should read."""
     from probe import frozen_features, probe_features, row_extractors
-    from ssl_min.labeled import LabeledSet, load_labeled, subset
-    from ssl_min.load import load_encoder
+    from ssl_min.data.labeled import LabeledSet, load_labeled, subset
+    from ssl_min.models.load import load_encoder
     encoder, info = load_encoder(checkpoint)
     rate, chunk = info["sample_rate"], window or info["chunk_samples"]
     sets = load_labeled(labeled, rate)

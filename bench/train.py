@@ -1,6 +1,6 @@
-"""Training speed of SampleCNN on this machine, side by side in one run: CLMR's formulation (plain
-nn.Conv1d in fp32, written out below as the yardstick) against ssl_min's (ssl_min/conv.py, the
-channels-last layout), the ratio, the machine's matmul peak in both precisions, and the share of a
+"""Training speed of SampleCNN on this machine, side by side in one run: CLMR's formulation (the
+model file's module stack, `conv="reference"`, nn.Conv1d in fp32: the yardstick) against the fast
+formulation of the same weights (`conv="fast"`, ssl_min/models/fast.py), the ratio, the machine's matmul peak in both precisions, and the share of a
 step that the preset's augmentation chain takes.
 
     python bench/train.py [--models clmr,demo,cpu] [--steps 5] [--batch 0] [--device cuda]
@@ -13,7 +13,7 @@ other compared the drift, not the formulations. FLOPs are counted exactly for th
 and linear layers (2 x multiply-adds of a forward; a step = 3 forwards). BatchNorm, ReLU and pooling are memory-bound and
 not counted, so the fraction of peak is a lower bound on the matmul efficiency.
 
-The bar this is held to (issue 17): ours >= 3x CLMR's formulation at >= 25 % of the machine's best
+The bar this is held to: ours >= 3x CLMR's formulation at >= 25 % of the machine's best
 matmul peak; on a CPU without native bf16 (AVX2 only) the reference already runs its convolutions
 near half of the fp32 peak, and the bar is >= 1.5x. The script prints which case it is in.
 """
@@ -31,10 +31,10 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ssl_min.augment import chain_for  # noqa: E402
 from ssl_min.config import PRESETS, Config, resolve  # noqa: E402
-from ssl_min.cpu_memory import keep_freed_memory  # noqa: E402
-from ssl_min.loss import NTXent  # noqa: E402
-from ssl_min.model import ContrastiveModel, build_model, channels  # noqa: E402
-from ssl_min.precision import native_bf16  # noqa: E402
+from ssl_min.runtime.cpu_memory import keep_freed_memory  # noqa: E402
+from ssl_min.objectives import NTXent  # noqa: E402
+from ssl_min.models import build_model  # noqa: E402
+from ssl_min.runtime.precision import native_bf16  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -48,24 +48,6 @@ parser.add_argument("--as_clmr_runs", action="store_true", help="internal: time 
 args = parser.parse_args()
 device = torch.device(args.device)
 allocator = ("untouched" if args.as_clmr_runs else keep_freed_memory()) if device.type == "cpu" else "CUDA caching allocator"
-
-
-class CLMRSampleCNN(nn.Module):
-    """The yardstick: SampleCNN as CLMR's sample_cnn.py writes it, nn.Conv1d / BatchNorm1d / ReLU /
-    MaxPool1d on (B, C, T) tensors. Same parameter names as ssl_min's, so the same weights load."""
-
-    def __init__(self, n_blocks, width, pool):
-        super().__init__()
-        ch = channels(width)
-        layers = [nn.Conv1d(1, ch[0], 3, stride=3), nn.BatchNorm1d(ch[0]), nn.ReLU()]
-        for i in range(n_blocks):
-            layers += [nn.Conv1d(ch[i], ch[i + 1], 3, padding=1), nn.BatchNorm1d(ch[i + 1]), nn.ReLU(), nn.MaxPool1d(3)]
-        layers += [nn.Conv1d(ch[n_blocks], ch[-1], 3, padding=1), nn.BatchNorm1d(ch[-1]), nn.ReLU()]
-        self.net, self.pool = nn.Sequential(*layers), pool
-
-    def forward(self, x):
-        h = self.net(x)
-        return h.mean(-1) if self.pool == "mean" else h.flatten(1)
 
 
 def sync():
@@ -163,18 +145,17 @@ if not args.as_clmr_runs:
           + f"; the bar here: ours >= {bar:g}x CLMR's formulation, >= 25 % of {best:.0f} GFLOP/s")
     print("rows: the median step of rows taking turns. vs CLMR: against CLMR's formulation in this process (same\n"
           "allocator); vs default: against it in a child process with glibc's allocator untouched, as CLMR's own\n"
-          "code runs (ssl_min/cpu_memory.py)")
+          "code runs (ssl_min/runtime/cpu_memory.py)")
     print(f"{'model':<6}{'batch':>6}  {'formulation':<30}{'clips/s':>9}{'GFLOP/s':>9}{'% peak':>8}{'vs CLMR':>9}"
           f"{'vs default':>11}{'aug share':>11}")
 chains = []
 for name in args.models.split(","):
     # the preset's shapes; precision fixed, as this bench times each precision itself (no start-up timing)
-    cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type, "precision": "fp32"}))
+    cfg = resolve(Config(**{**PRESETS[name], "data": "-", "device": device.type, "precision": "fp32", "conv": "fast"}))
     batch = args.batch or cfg.batch_size
     torch.manual_seed(0)
-    ours = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).to(device)
-    ref = ContrastiveModel(CLMRSampleCNN(cfg.n_blocks, cfg.width, cfg.pool),
-                           build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim).projector)
+    ours = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, conv="fast").to(device)
+    ref = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, conv="reference")
     ref.load_state_dict(ours.state_dict())         # the same weights in both formulations
     ref.to(device)
     x = torch.randn(2 * batch, 1, cfg.chunk_samples, device=device)
@@ -206,4 +187,4 @@ for name in args.models.split(","):
     chains.append(f"{name} {aug * 1e3:.1f} ms (effect_reuse {cfg.effect_reuse})")
 if not args.as_clmr_runs:
     print(f"augmentation, the preset's chain as train.py builds it, per batch: {', '.join(chains)}; effect_reuse r:"
-          f" each filter and reverb setting shared by ~r clips (ssl_min/shared_settings.py)")
+          f" each filter and reverb setting shared by ~r clips (ssl_min/augment/shared.py)")

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from ssl_min.objectives import OBJECTIVES
-from ssl_min.precision import auto_precision
+from ssl_min.runtime.formulation import choose_conv
+from ssl_min.runtime.precision import auto_precision
 
 
 def _bool(text):
@@ -45,7 +46,7 @@ class Config:
     proj_hidden: int = F(512, "projector hidden width")
     proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
     bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
-    # objective (ssl_min/objectives.py)
+    # objective (ssl_min/objectives/)
     objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol'", list(OBJECTIVES))
     queue_size: int = F(4096, "moco: negatives kept in the queue (MoCo v2: 65536 on ImageNet)")
     momentum: float = F(0.99, "moco: the key encoder's EMA momentum; byol: its base, raised to 1 along a cosine")
@@ -58,7 +59,7 @@ class Config:
     temperature: float = F(0.5, "NT-Xent / MoCo temperature tau (CLMR: 0.5; lower is sharper, 0.1 for large batches)")
     epochs: int = F(10000, "stop after this many epochs (an epoch: as many pairs as the data has non-overlapping chunks)")
     max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by schedule=cosine, unless max_minutes sets it")
-    max_minutes: float = F(0.0, "time budget from the command's start, cache build included: the step time measured over the first 50 steps sets max_steps (logged and saved; a given --max_steps caps it); 0: none (ssl_min/budget.py)")
+    max_minutes: float = F(0.0, "time budget from the command's start, cache build included: the step time measured over the first 50 steps sets max_steps (logged and saved; a given --max_steps caps it); 0: none (ssl_min/runtime/budget.py)")
     # augmentations: probability of each effect per chunk (the chain of torchaudio-augmentations)
     p_polarity: float = F(0.8, "P(polarity inversion)")
     p_noise: float = F(0.01, "P(white noise)")
@@ -75,13 +76,14 @@ class Config:
     p_reverb: float = F(0.6, "P(sox-style reverb)")
     p_time_mask: float = F(0.0, "P(time mask: one segment of the chunk zeroed, after the other effects; not in CLMR's chain)")
     time_mask_max: float = F(0.5, "the time mask's longest segment, as a fraction of the chunk")
-    effect_reuse: int = F(1, "1: every chunk draws its own filter and reverb settings (CLMR); r > 1: each call draws B / r of them and deals each to ~r chunks, the filter's and reverb's set-up cost / r (ssl_min/shared_settings.py)")
+    effect_reuse: int = F(1, "1: every chunk draws its own filter and reverb settings (CLMR); r > 1: each call draws B / r of them and deals each to ~r chunks, the filter's and reverb's set-up cost / r (ssl_min/augment/shared.py)")
     cache: str = F("auto", "'auto': a folder of compressed files (or files at another rate) is decoded once into FOLDER/.ssl_min_cache/<rate>hz, rebuilt when a file changes; 'off': decode at every read; or a cache folder to build/reuse")
     augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
     # machinery
     num_workers: int = F(2, "DataLoader worker processes (persistent); 0 reads in the main process")
-    precision: str = F("auto", "'auto' (CUDA: bf16 where supported, else fp16; CPU: bf16 where native and measured faster than fp32, else fp32: ssl_min/precision.py), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
+    precision: str = F("auto", "'auto' (CUDA: bf16 where supported, else fp16; CPU: bf16 where native and measured faster than fp32, else fp32: ssl_min/runtime/precision.py), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
     device: str = F("auto", "'auto' (cuda if available), 'cpu', 'cuda'")
+    conv: str = F("auto", "the encoder's formulation: 'reference' (CLMR's Conv1d/BatchNorm1d/ReLU/MaxPool1d stack), 'fast' (the same function channels-last, ssl_min/models/fast.py), or 'auto': on CUDA the reference, on a CPU the fast one where a start-up timing finds it faster (ssl_min/runtime/formulation.py)", ["auto", "reference", "fast"])
     compile: bool = F(False, "torch.compile the model (first steps slower; saves the uncompiled weights)")
     log_every: int = F(10, "steps between lines in metrics.jsonl")
     ckpt_every: int = F(200, "steps between checkpoint.pt writes (also at every epoch end)")
@@ -92,41 +94,25 @@ PRESETS = {
     "tutorial": dict(pool="mean", chunk_samples=59535, batch_size=96, lr=1e-4, p_polarity=0.8,
                      p_noise=0.3, min_snr=0.001, max_snr=0.005, p_gain=0.2, p_filter=1.0,
                      p_delay=0.5, p_reverb=0.3, p_pitch=0.0),
-    # ~5 minutes on 2 CPU cores: 0.82 s chunks at 8 kHz, a quarter-width SampleCNN (87,744 params).
-    # effect_reuse 4: each filter cutoff and reverb room shared by ~4 clips of a batch, so the chain
-    # costs < 10 % of the bf16 step (8.4-9.8 % against 11-14 % with every clip's own; Zen 4,
-    # 2026-12-04) and probes the same within the runs' spread (README, "Performance").
+    # The built-in demo: a few minutes on 2 CPU cores, 0.82-s chunks at 8 kHz, a quarter-width
+    # SampleCNN. effect_reuse 4 shares each filter cutoff and reverb room among ~4 clips of a batch,
+    # which keeps the chain a small share of the step (bench/performance_log.md).
     "demo": dict(data="data/demo/unlabeled", sample_rate=8000, n_blocks=7, width=0.25, batch_size=128, lr=2e-3,
                  warmup_steps=20, schedule="cosine", max_steps=400, temperature=0.2, p_reverb=0.3, p_pitch=0.0,
                  lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100, effect_reuse=4),
-    # Real music on a 2-core CPU (bench/real_music.py; README, "Real music"), chosen by ablation on the
-    # mean over 5 re-splits of the labeled tracks: no effects at all, only two random crops of a track
-    # (every effect we tried erased some of what tells recordings apart: filters and reverb most, then
-    # polarity, gain, noise and delay), tau 0.2, 8 kHz. Short chunks, many of them: 0.27 s
-    # (2187 samples; 6 blocks, so one output frame) in batches of 288 pairs, the samples per step of
-    # the earlier 96 pairs of 0.82 s (7 blocks), probed better on each of four seeds (0.442 +- 0.014
-    # PR-AUC against 0.401 +- 0.013; README, "Real music"); longer chunks probed worse (2.46 s: 0.343
-    # with 8 blocks in batches of 96, 0.362 with 7 in batches of 32), and 0.27 s in batches of 96 no
-    # better than 0.82 s (0.396). 2500 steps (~3.6 min in bf16 on 2 Zen 5 cores): the probe rose
-    # with steps up to there and then no more (0.82-s chunks:
-    # 300: 0.365, 1500: 0.391, 3000: 0.405, 7500: 0.418-0.429). max_minutes 18 caps the steps on a
-    # slower CPU (ssl_min/budget.py), so the run ends by itself within 20 minutes, cache build included.
-    # precision auto: bf16 where the CPU has it natively and a start-up measurement finds it faster
-    # (ssl_min/precision.py); on the 0.82-s preset bf16 and fp32 probed the same over four seeds.
-    # Measured no better (0.82-s chunks): tau 0.1 or 0.3, batch 192 for 1250 steps, lr 1e-3 or 4e-3,
-    # weight decay 1e-4, CLMR's channels in the last blocks, width 0.5, 5 blocks, a 3-layer or a wider
-    # projector, two pairs per track as positives, polarity and gain back in, mixing in another clip,
-    # BYOL, MoCo, 3.6 h more game music in the pool (README tables).
-    # lr 4e-3 since 2026-12-03, for the batch of 288 (2e-3 had been chosen for batches of 96): over
-    # seeds 0-3 with the folded stem (ssl_min/stem.py) the two probe the same, 0.423 PR-AUC against
-    # 0.421 (bench/real_music_log.md).
+    # Real music on a 2-core CPU (bench/real_music.py), every choice made on the mean over 5
+    # re-splits of the labeled tracks (bench/real_music_log.md has the runs): no effects, two random
+    # crops of a track (every effect erased some of what tells recordings apart); many short chunks
+    # (0.27 s, 6 blocks: one output frame) in big batches; tau 0.2; 2500 steps, where the probe
+    # stopped rising; lr 4e-3 for the batch of 288. max_minutes 18 caps the steps on a slower CPU, so
+    # the run ends by itself within 20 minutes, cache build included.
     "cpu": dict(sample_rate=8000, n_blocks=6, width=0.25, pool="mean", chunk_samples=2187, batch_size=288,
                 lr=4e-3, warmup_steps=20, schedule="cosine", max_steps=2500, max_minutes=18,
                 temperature=0.2, p_polarity=0.0,
                 p_noise=0.0, p_gain=0.0, p_filter=0.0, p_delay=0.0, p_reverb=0.0, p_pitch=0.0,
                 lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),
 }
-RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile"}
+RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile", "conv"}
 
 
 def parse_args(argv=None, description=""):
@@ -171,10 +157,15 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         raise SystemExit("a cutoff range's min is above its max")
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.precision == "auto":                 # measured where it can go either way (ssl_min/precision.py)
+    if cfg.precision == "auto":                 # measured where it can go either way (ssl_min/runtime/precision.py)
         cfg.precision, why = auto_precision(cfg.device)
         if notes is not None:
             notes.append(f"precision auto -> {cfg.precision}: {why}")
+    if cfg.conv == "auto":                      # measured too (ssl_min/runtime/formulation.py)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        cfg.conv, why = choose_conv(cfg.device, (cfg.n_blocks, cfg.width, cfg.pool), cfg.chunk_samples, True, dtype)
+        if notes is not None:
+            notes.append(f"conv auto -> {cfg.conv}: {why}")
     return cfg
 
 

@@ -7,7 +7,8 @@
 
 * `load_model(model_file_path="")` -> a torch.nn.Module with `sample_rate`, `scene_embedding_size`
   and `timestamp_embedding_size`. An empty path gives CLMR's architecture with random weights
-  (ssl_min ships no trained weights); any path goes through ssl_min/load.py.
+  (ssl_min ships no trained weights); any path goes through ssl_min/models/load.py. `conv`: the
+  encoder's formulation, "auto" (measured on the CPU, the reference on CUDA), "reference" or "fast".
 * Timestamp embeddings: one encoder chunk centred every `timestamp_hop_ms` (250 ms), the audio
   zero-padded by half a chunk on each side, so frame k is centred at k * hop and
   n_timestamps = n_samples // hop + 1 (>= 1: audio shorter than a chunk works). Timestamps in ms.
@@ -19,9 +20,10 @@ which other sounds share its batch; work is done in batches of `batch_size` chun
 import torch
 import torch.nn as nn
 
-from ssl_min.audio import split_chunks
-from ssl_min.load import CLMR_INFO, load_encoder
-from ssl_min.model import SampleCNN
+from ssl_min.data.audio import split_chunks
+from ssl_min.models.load import CLMR_INFO, load_encoder
+from ssl_min.models.samplecnn import SampleCNN
+from ssl_min.runtime.formulation import choose_conv
 
 
 class HEARModel(nn.Module):
@@ -40,10 +42,15 @@ class HEARModel(nn.Module):
                               for i in range(0, len(chunks), self.batch_size)])
 
 
-def load_model(model_file_path: str = "") -> HEARModel:
+def load_model(model_file_path: str = "", conv: str = "auto") -> HEARModel:
     if not model_file_path:
-        return HEARModel(SampleCNN(CLMR_INFO["n_blocks"]), CLMR_INFO["sample_rate"], CLMR_INFO["chunk_samples"])
-    encoder, info = load_encoder(model_file_path)
+        encoder, info = SampleCNN(CLMR_INFO["n_blocks"]), {**CLMR_INFO, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten")}
+    else:
+        encoder, info = load_encoder(model_file_path)
+    if conv == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        conv = choose_conv(device, info["arch"], info["chunk_samples"], train=False)[0]
+    encoder.conv = conv
     return HEARModel(encoder, info["sample_rate"], info["chunk_samples"])
 
 

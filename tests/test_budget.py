@@ -8,7 +8,7 @@ import torch
 
 import train
 from conftest import TINY
-from ssl_min.budget import MARGIN, PROBE_STEPS, TimeBudget
+from ssl_min.runtime.budget import MARGIN, PROBE_STEPS, TimeBudget
 
 
 def test_the_plan_is_the_steps_that_fit_in_what_is_left():

@@ -1,4 +1,4 @@
-"""The fast formulation (ssl_min/conv.py, SampleCNN layout="channels_last") against the plain one:
+"""The fast formulation (ssl_min/models/fast.py and conv.py, SampleCNN conv="fast") against the plain one:
 F.conv1d and CLMR's nn.Conv1d / BatchNorm1d / ReLU / MaxPool1d stack, outputs and gradients."""
 import copy
 
@@ -8,8 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_min.conv import CL, conv1d_cl, library_grads, weight_grad
-from ssl_min.model import CLMR_CHANNELS, SampleCNN, build_model, strided_stem
+from ssl_min.models.conv import CL, conv1d_cl, library_grads, weight_grad
+from ssl_min.models import CLMR_CHANNELS, SampleCNN, build_model
+from ssl_min.models.stem import strided_stem
 
 
 def to_cl(x):
@@ -85,7 +86,7 @@ def reference_stack(model: SampleCNN) -> nn.Sequential:
 @pytest.mark.parametrize("n_blocks,width,pool,T", [(3, 0.25, "flatten", 81), (4, 0.125, "mean", 300)])
 def test_fast_samplecnn_equals_clmr_formulation(n_blocks, width, pool, T):
     torch.manual_seed(1)
-    fast = SampleCNN(n_blocks, width, pool).double().train()
+    fast = SampleCNN(n_blocks, width, pool, conv="fast").double().train()
     ref = reference_stack(fast).double().train()
     x = torch.randn(6, 1, T, dtype=torch.float64)
     h = fast(x)
@@ -104,9 +105,29 @@ def test_fast_samplecnn_equals_clmr_formulation(n_blocks, width, pool, T):
         assert (a - b).abs().max().item() <= 1e-8 * scale + 1e-12, name
 
 
+@pytest.mark.parametrize("pool,T", [("flatten", 3 ** 5), ("mean", 3 ** 5 + 40)])
+def test_reference_and_fast_give_the_same_loss_and_gradients_in_float64(pool, T):
+    """--conv reference and --conv fast: the same model (encoder, projector), the same weights, the
+    same batch -> the same NT-Xent loss and the same gradient for every parameter, in float64."""
+    from ssl_min.objectives import NTXent
+    torch.manual_seed(7)
+    ref = build_model(4, 0.25, pool, 32, 16, conv="reference").double().train()
+    fast = build_model(4, 0.25, pool, 32, 16, conv="fast").double().train()
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(12, 1, T, dtype=torch.float64)
+    losses = {}
+    for name, model in (("reference", ref), ("fast", fast)):
+        losses[name] = NTXent(0.2)(*model(x).chunk(2))
+        losses[name].backward()
+    torch.testing.assert_close(losses["fast"], losses["reference"], rtol=1e-12, atol=1e-12)
+    for (name, p), q in zip(ref.named_parameters(), fast.parameters()):
+        scale = max(p.grad.abs().max().item(), 1e-6)        # a conv bias before BatchNorm: true gradient 0
+        assert (q.grad - p.grad).abs().max().item() <= 1e-10 * scale + 1e-12, name
+
+
 def test_fast_path_in_float32_within_float_rounding_and_eval_mode():
     torch.manual_seed(2)
-    model = build_model(5, 0.25, "mean").encoder.train()
+    model = build_model(5, 0.25, "mean", conv="fast").encoder.train()
     ref = reference_stack(model).train()
     x = torch.randn(4, 1, 3 ** 6 + 50)
     torch.testing.assert_close(model(x), ref(x).mean(-1), rtol=1e-4, atol=1e-5)
@@ -121,11 +142,11 @@ def test_fast_path_under_bf16_autocast_within_bf16_rounding():
     the float64 gradient, ours no further from it than the reference formulation's own bf16 one
     (within 2x per parameter; a wrong formula is off by ~100 %, not by a rounding's ~20 % here)."""
     torch.manual_seed(3)
-    model = SampleCNN(3, 0.25, "mean").train()
+    model = SampleCNN(3, 0.25, "mean", conv="fast").train()
     ref = copy.deepcopy(model)
-    ref.layout = "reference"
+    ref.conv = "reference"
     exact = copy.deepcopy(model).double()
-    exact.layout = "reference"
+    exact.conv = "reference"
     x = torch.randn(8, 1, 400)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         h, r = model(x), ref(x)
@@ -207,22 +228,23 @@ def test_checkpoints_of_the_old_formulation_load_and_agree():
         if isinstance(m, nn.BatchNorm1d):
             m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
     state = {f"net.{k}": v for k, v in old.state_dict().items()}
-    new = SampleCNN(3, 0.25, "flatten").eval()
-    new.load_state_dict(state, strict=True)
-    assert {k: v.shape for k, v in new.state_dict().items()} == {k: v.shape for k, v in state.items()}
     x = torch.randn(3, 1, 81)
-    with torch.no_grad():
-        torch.testing.assert_close(new(x), old(x).flatten(1), rtol=1e-4, atol=1e-5)
+    for conv in ("reference", "fast"):
+        new = SampleCNN(3, 0.25, "flatten", conv=conv).eval()
+        new.load_state_dict(state, strict=True)
+        assert {k: v.shape for k, v in new.state_dict().items()} == {k: v.shape for k, v in state.items()}
+        with torch.no_grad():
+            torch.testing.assert_close(new(x), old(x).flatten(1), rtol=1e-4, atol=1e-5)
 
 
-def test_layout_is_checked():
-    with pytest.raises(ValueError, match="layout"):
-        SampleCNN(3, 0.25, "mean", layout="nhwc")
+def test_conv_is_checked():
+    with pytest.raises(ValueError, match="conv"):
+        SampleCNN(3, 0.25, "mean", conv="nhwc")
 
 
 def test_keep_freed_memory_applies_on_glibc_and_can_be_undone():
     import platform
-    from ssl_min.cpu_memory import keep_freed_memory
+    from ssl_min.runtime.cpu_memory import keep_freed_memory
     state = keep_freed_memory()
     assert keep_freed_memory() == state
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
@@ -235,9 +257,9 @@ def test_keep_freed_memory_applies_on_glibc_and_can_be_undone():
 def test_block_outputs_agree_between_layouts_and_end_in_the_output(n_blocks, width, pool):
     """Every post-ReLU activation (stem, each pooled block, last conv), in both formulations."""
     torch.manual_seed(0)
-    fast = SampleCNN(n_blocks, width, pool).double().eval()
+    fast = SampleCNN(n_blocks, width, pool, conv="fast").double().eval()
     ref = copy.deepcopy(fast)
-    ref.layout = "reference"
+    ref.conv = "reference"
     x = torch.randn(3, 1, 3 ** (n_blocks + 1) * (2 if pool == "mean" else 1), dtype=torch.float64)
     got, want = fast.block_outputs(x), ref.block_outputs(x)
     assert len(got) == len(want) == n_blocks + 2
@@ -253,14 +275,14 @@ def test_block_outputs_agree_between_layouts_and_end_in_the_output(n_blocks, wid
 
 def ref_layout(model):
     ref = copy.deepcopy(model)
-    ref.layout = "reference"
+    ref.conv = "reference"
     return ref
 
 
 def test_block_stats_are_each_blocks_mean_and_std_over_time():
-    from ssl_min.block_stats import BlockStats
+    from ssl_min.evaluate.blocks import BlockStats
     torch.manual_seed(0)
-    enc = SampleCNN(3, 0.25, "mean").double().eval()
+    enc = SampleCNN(3, 0.25, "mean", conv="fast").double().eval()
     x = torch.randn(2, 1, 3 ** 4 * 2, dtype=torch.float64)
     with torch.no_grad():
         feats, blocks = BlockStats(enc)(x), ref_layout(enc).block_outputs(x)

@@ -8,9 +8,10 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
-from ssl_min import audio as A
-from ssl_min import labeled as L
-from ssl_min import pairs as P
+from ssl_min import data as A
+from ssl_min.data import index as scan_module
+from ssl_min.data import labeled as L
+from ssl_min.data import pairs as P
 from ssl_min.prepare import prepare
 
 SR = 16000
@@ -106,7 +107,7 @@ def test_mono_is_the_mean_of_channels(music):
 def test_cache_gives_the_same_samples_as_the_files(music, tmp_path, dtype, atol):
     prepare(music, tmp_path / "cache", SR, dtype=dtype, workers=1)
     direct = {t.path: t for t in A.scan_folder(music, SR, verbose=False)[0]}
-    cached = A.tracks_from(tmp_path / "cache", SR)
+    cached = A.open_tracks(tmp_path / "cache", SR)[0]
     assert sorted(t.path for t in cached) == sorted(direct)
     ds_direct = P.PairDataset(list(direct.values()), 4000, seed=5, verbose=False)
     ds_cache = P.PairDataset(sorted(cached, key=lambda t: list(direct).index(t.path)), 4000, seed=5, verbose=False)
@@ -178,7 +179,7 @@ def test_the_stream_crosses_epoch_ends_without_a_stall_and_workers_do_not_repeat
 
 
 def test_a_cache_is_built_once_reused_and_rebuilt_when_a_file_changes(tmp_path, capsys):
-    from ssl_min.prepare import ensure_cache, needs_cache
+    from ssl_min.data.cache import ensure_cache, needs_cache
     root = tmp_path / "ogg"
     write(root / "a.ogg", 2, 16000, seed=1)
     write(root / "b.ogg", 2, 16000, seed=2)
@@ -192,7 +193,7 @@ def test_a_cache_is_built_once_reused_and_rebuilt_when_a_file_changes(tmp_path, 
     tracks = A.scan_folder(root, SR, verbose=False)[0]
     ensure_cache(tracks, root, SR, workers=1)
     assert "stale" in capsys.readouterr().out
-    cached = {t.path: t for t in A.tracks_from(cache, SR, verbose=False)}
+    cached = {t.path: t for t in A.open_tracks(cache, SR, verbose=False)[0]}
     b = next(t for t in tracks if t.path.endswith("b.ogg"))
     torch.testing.assert_close(cached[b.path].read_all(), b.read_all(), atol=1.0 / 32767, rtol=0)
     assert not needs_cache(A.scan_folder(music_at_rate(tmp_path, SR), SR, verbose=False)[0], SR)
@@ -292,7 +293,7 @@ def test_index_cache_keeps_every_subset(music, monkeypatch):
     A.scan(paths[:4], SR, cache, verbose=False)
     A.scan(paths[4:], SR, cache, verbose=False)
     calls = []
-    monkeypatch.setattr(A, "check_file", lambda p: calls.append(p))
+    monkeypatch.setattr(scan_module, "check_file", lambda p: calls.append(p))
     A.scan(paths[:4], SR, cache, verbose=False)
     A.scan(paths[4:], SR, cache, verbose=False)
     assert calls == []
@@ -304,4 +305,4 @@ def test_prepare_only_caches_the_listed_files(tmp_path):
     split = tmp_path / "train.txt"
     split.write_text("1\t0/a.wav\n2\t0/c.wav\n")                       # MagnaTagATune's "clip_id<TAB>path" lines
     prepare(tmp_path / "mtt", tmp_path / "cache", SR, workers=1, only=split)
-    assert sorted(t.path.rsplit("/", 1)[1] for t in A.tracks_from(tmp_path / "cache", SR)) == ["a.wav", "c.wav"]
+    assert sorted(t.path.rsplit("/", 1)[1] for t in A.open_tracks(tmp_path / "cache", SR)[0]) == ["a.wav", "c.wav"]

@@ -3,9 +3,9 @@ import hashlib
 
 import numpy as np
 
-from ssl_min import demo
-from ssl_min.audio import scan_folder
-from ssl_min.labeled import load_labeled
+from ssl_min.data import demo
+from ssl_min.data import scan_folder
+from ssl_min.data.labeled import load_labeled
 
 SIZES = {"unlabeled": 3, "train": 6, "valid": 3, "test": 4}
 

@@ -9,10 +9,10 @@ import torch.nn as nn
 import train
 from conftest import SR, TINY, write_tracks
 from ssl_min import hear
-from ssl_min.audio import scan_folder, track_chunks
+from ssl_min.data import scan_folder, track_chunks
 from ssl_min.embed import export
-from ssl_min.load import clmr_to_ssl_min, load_encoder
-from ssl_min.model import SampleCNN
+from ssl_min.models.load import clmr_to_ssl_min, load_encoder
+from ssl_min.models import SampleCNN
 
 
 @pytest.fixture

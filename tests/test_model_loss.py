@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ssl_min.loss import NTXent
-from ssl_min.model import SampleCNN, build_model
+from ssl_min.objectives import NTXent
+from ssl_min.models import SampleCNN, build_model
 
 
 def test_clmr_samplecnn_has_clmr_parameter_count():

@@ -10,11 +10,11 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_min.byol import BYOL, byol_loss
-from ssl_min.loss import NTXent, SimCLR
-from ssl_min.moco import MoCo
-from ssl_min.momentum import byol_momentum, ema_update, momentum_copy
-from ssl_min.vicreg import vicreg_loss
+from ssl_min.objectives.byol import BYOL, byol_loss
+from ssl_min.objectives import NTXent, SimCLR
+from ssl_min.objectives.moco import MoCo
+from ssl_min.objectives.momentum import byol_momentum, ema_update, momentum_copy
+from ssl_min.objectives.vicreg import vicreg_loss
 from test_model_loss import _free_port
 
 
@@ -174,7 +174,7 @@ def _objective(name, model):
         return MoCo(model, dim=5, queue_size=16, momentum=0.9, temperature=0.2)
     if name == "byol":
         return BYOL(model, dim=5, hidden=8)
-    from ssl_min.vicreg import VICReg
+    from ssl_min.objectives.vicreg import VICReg
     return VICReg()
 
 

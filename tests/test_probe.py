@@ -15,9 +15,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 import probe
 import train
 from conftest import SR, TINY
-from ssl_min.labeled import LabeledSet, carve_validation, load_labeled, stratified_split
-from ssl_min.linear_probe import fit_logistic, metrics, select_head, standardise, track_scores
-from ssl_min.mfcc import MFCCStats, mfcc_settings
+from ssl_min.data.labeled import LabeledSet, carve_validation, load_labeled, stratified_split
+from ssl_min.evaluate.linear_probe import fit_logistic, metrics, select_head, standardise, track_scores
+from ssl_min.evaluate.mfcc import MFCCStats, mfcc_settings
 
 
 def tone_file(path, freq, seconds=1.0, seed=0):
@@ -283,8 +283,8 @@ def test_extractors_are_frozen_and_the_check_can_fail(tmp_path, monkeypatch):
 
 
 def test_random_init_batchnorm_statistics_are_measured_on_audio():
-    from ssl_min.extract import recalibrate_batchnorm
-    from ssl_min.model import build_model
+    from ssl_min.evaluate.extract import recalibrate_batchnorm
+    from ssl_min.models import build_model
     enc = build_model(3, 0.125, "mean").encoder
     tracks = [FakeTrack(f"t{i}", 0.5 * torch.randn(4000)) for i in range(8)]
     n = recalibrate_batchnorm(enc, tracks, 2000, torch.device("cpu"))

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ssl_min.conv import CL
-from ssl_min.stem import stem_bn_relu
+from ssl_min.models.conv import CL
+from ssl_min.models.stem import stem_bn_relu
 
 
 def modules(C=16, momentum=0.1, seed=0):

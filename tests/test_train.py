@@ -62,7 +62,7 @@ def test_best_pt_compares_whole_epochs_and_batches_never_shrink(audio_dir, tmp_p
 
 def test_fewer_tracks_than_the_batch_trains_says_so_and_masks_own_track_negatives(tmp_path, monkeypatch, capsys):
     write_tracks(tmp_path / "three", 3)
-    from ssl_min.loss import NTXent
+    from ssl_min.objectives import NTXent
     seen = []
     real = NTXent.forward
 
@@ -111,7 +111,7 @@ def test_flags_that_would_lie_are_refused(audio_dir, tmp_path, capsys):
     (True, False, 10.0, 12.0, "fp32")])               # native but slower (one AVX512-BF16 machine was)
 def test_auto_precision_on_cpu_takes_bf16_where_native_and_measured_faster(monkeypatch, avx512_bf16, amx,
                                                                            ms_fp32, ms_bf16, expected):
-    from ssl_min import precision
+    from ssl_min.runtime import precision
     from ssl_min.config import Config, resolve
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
@@ -128,7 +128,7 @@ def test_auto_precision_on_cpu_takes_bf16_where_native_and_measured_faster(monke
 
 
 def test_the_precision_measurement_times_a_real_convolution_step():
-    from ssl_min.precision import conv_step_seconds
+    from ssl_min.runtime.precision import conv_step_seconds
     t = conv_step_seconds(False, batch=2, channels=8, frames=81, trials=1)
     assert 0 < t < float("inf")
 
@@ -156,7 +156,7 @@ def test_resume_refuses_to_change_the_run(audio_dir, tmp_path):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(audio_dir, tmp_path, monkeypatch):
     out = tmp_path / "nan"
     calls = {"n": 0}
-    from ssl_min.loss import NTXent
+    from ssl_min.objectives import NTXent
     real = NTXent.forward
 
     def poisoned(self, z1, z2, ids=None):
@@ -315,7 +315,7 @@ def test_a_torchrun_process_leaves_by_os_exit_with_mains_status(tmp_path, body, 
     """distributed.run_script: under torchrun (WORLD_SIZE > 1) the process skips the interpreter's
     finalization (where gloo's worker threads can abort it); the atexit hook proves it was skipped."""
     script = tmp_path / "main.py"
-    script.write_text("import atexit, sys\nfrom ssl_min.distributed import run_script\n"
+    script.write_text("import atexit, sys\nfrom ssl_min.runtime.distributed import run_script\n"
                       "atexit.register(lambda: print('finalized', file=sys.stderr))\n"
                       f"def main():\n    {body}\nrun_script(main)\n")
     env = {**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": str(ROOT)}
@@ -361,7 +361,7 @@ def test_resume_notices_changed_data(audio_dir, tmp_path):
 
 
 def test_separate_views_run_the_encoder_per_view():
-    from ssl_min.model import build_model
+    from ssl_min.models import build_model
     model = build_model(3, 0.125, "mean").train()
     x = torch.randn(8, 1, 2000)
     z_sep, z_joint = model(x, groups=2), model(x)

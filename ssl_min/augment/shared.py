@@ -14,7 +14,7 @@ independent draws); what changes is that about r examples of a call share it, so
 different filters or rooms rather than B. Nothing is kept between calls: the output depends on the
 generator's state only, as before. r = 1 (the default) is CLMR's chain: every example draws its own.
 The effects: sample(n, device, generator) -> params, response(params, T, dtype) -> (n, ...) tensor,
-apply_response(x, responses, rows=None) -> x's shape (ssl_min/augment.py: the sinc filters, Reverb);
+apply_response(x, responses, rows=None) -> x's shape (the sinc filters in filters.py, Reverb in reverb.py);
 the mixin gives them apply(x, params) = apply_response(x, response(params, ...)).
 """
 import math

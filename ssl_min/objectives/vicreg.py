@@ -15,7 +15,7 @@ The paper's expander is 8192-d; here the projector is the one all objectives sha
 import torch
 import torch.nn.functional as F
 
-from ssl_min.loss import Objective, gather_with_grad
+from ssl_min.objectives.base import Objective, gather_with_grad
 
 SIM_COEFF, STD_COEFF, COV_COEFF, EPS = 25.0, 25.0, 1.0, 1e-4     # the paper's defaults
 

@@ -8,10 +8,9 @@ With cosine similarity s(a, b) and temperature tau, the loss of anchor a with po
 
 and NT-Xent is the mean of l over all 2N anchors: a 2N-way cross entropy with the diagonal masked.
 
-Across processes (torchrun/DDP) the negatives must come from *every* process, otherwise k GPUs
-with batch N each optimise k separate batch-N losses instead of one batch-kN loss (the bug in
-Spijkervet/SimCLR #13, #37). Each process gathers all embeddings with `gather_with_grad`, keeps its
-own 2N rows as anchors, and scores them against all 2kN candidates. The loss it returns is the
+Across processes (torchrun/DDP) the negatives come from every process: each process gathers all
+embeddings with `gather_with_grad` (ssl_min/objectives/base.py), keeps its own 2N rows as anchors,
+and scores them against all 2kN candidates. The loss it returns is the
 mean over its own anchors; the mean of that over processes is the batch-kN loss, and with DDP's
 gradient averaging the parameter gradients are exactly those of one process with batch kN.
 """
@@ -20,31 +19,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class _GatherWithGrad(torch.autograd.Function):
-    """all_gather whose backward sends every process's gradient back to the tensor's owner."""
-
-    @staticmethod
-    def forward(ctx, x):
-        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x.contiguous())
-        return torch.cat(out, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # every process's loss touches every row
-        n = grad.shape[0] // dist.get_world_size()
-        rank = dist.get_rank()
-        return grad[rank * n:(rank + 1) * n]
-
-
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """(N, D) on each of k processes -> (kN, D), rank order; identity when not distributed.
-    Every process must hold the same N (DistributedSampler pads so that they do)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return _GatherWithGrad.apply(x)
+from ssl_min.objectives.base import Objective, gather_with_grad
 
 
 class NTXent(nn.Module):
@@ -84,27 +59,6 @@ class NTXent(nn.Module):
                 same[rows, pos_idx] = False                               # the positive stays
                 logits = logits.masked_fill(same, float("-inf"))
             return F.cross_entropy(logits, pos_idx)
-
-
-class Objective(nn.Module):
-    """What train.py calls a learning objective: `objective(model, x, ids, groups) -> loss`, where x
-    (2N, 1, T) holds view 1 of N clips then view 2, ids (N,) their tracks, and `model` the online
-    network (DDP-wrapped under torchrun). Objectives with their own state (a queue, a target
-    network, a predictor) keep it in this module, so its state_dict is the checkpoint's.
-
-    trainable():           extra parameters for the optimizer (BYOL's predictor), default none
-    distribute(wrap):      wrap those trainable parts for DDP (wrap = lambda m: DDP(m, ...))
-    after_step(online, progress): called after each optimizer step, progress = step / total steps
-    """
-
-    def trainable(self):
-        return []
-
-    def distribute(self, wrap):
-        pass
-
-    def after_step(self, online, progress):
-        pass
 
 
 class SimCLR(Objective):

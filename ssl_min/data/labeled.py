@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssl_min.audio import AUDIO_EXTENSIONS, ScanReport, find_audio, scan
+from ssl_min.data.audio import AUDIO_EXTENSIONS, find_audio
+from ssl_min.data.index import ScanReport, scan
 
 @dataclass
 class LabeledSet:

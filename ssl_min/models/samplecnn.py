@@ -1,4 +1,4 @@
-"""SampleCNN encoder (CLMR's exact architecture by default), the projection head, and the pair.
+"""SampleCNN, CLMR's encoder, as CLMR writes it; the projection head; the pair they form.
 
 SampleCNN (Lee et al. 2017) learns straight from the raw waveform with tiny kernels: a strided
 stem, then blocks of Conv1d(k=3) + BN + ReLU + MaxPool(3). Each block divides time by 3, so CLMR's
@@ -11,23 +11,20 @@ Knobs for small runs keep the same code path: `n_blocks` (input length 3^(n_bloc
 `width` (channel multiplier) and `pool="mean"` (the DL101 tutorial's average over time, so any
 input length works). This file does no I/O.
 
-Two formulations of one network, one set of parameters (CLMR's shapes and state-dict keys):
-`layout="reference"` runs `self.net` as written, nn.Conv1d on (B, C, T) tensors, CLMR's own code;
-`layout="channels_last"` (the default) runs the same modules' parameters on (B, C, 1, T) tensors
-in channels-last memory, the convolutions through ssl_min/conv.py, the stem as one matrix product
-with its BatchNorm folded into it (ssl_min/stem.py), and each block max-pools before its ReLU (the
-two commute: max(relu(a), relu(b)) = relu(max(a, b)), so a third of the ReLU work).
-Same numbers to float rounding (tests/test_conv.py); the speed-up is measured by bench/train.py.
+`conv="reference"` (the default) runs `self.net`, the module stack below, exactly as CLMR's code
+does. `conv="fast"` runs the same modules' parameters through a faster formulation of the same
+function (ssl_min/models/fast.py: channels-last convolutions, the stem as one matrix product with
+its BatchNorm folded in); train.py and the probe choose it where it is measured faster
+(`--conv auto`, ssl_min/runtime/formulation.py). Same parameters and state-dict keys either way.
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ssl_min.conv import CL, conv1d_cl
-from ssl_min.stem import stem_bn_relu, strided_stem
+from ssl_min.models.fast import fast_block_outputs, fast_trunk
 
 # CLMR's channels: the stem's output, then the output of each of the 9 blocks.
 CLMR_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
+CONVS = ("reference", "fast")
 
 
 def channels(width: float) -> list[int]:
@@ -36,18 +33,9 @@ def channels(width: float) -> list[int]:
     return [max(1, round(c * width)) for c in CLMR_CHANNELS]
 
 
-class BatchNorm(nn.BatchNorm1d):
-    """nn.BatchNorm1d (same parameters, buffers and keys) that also takes the channels-last
-    (B, C, 1, T) tensors of the fast layout; statistics are per channel either way."""
-
-    def _check_input_dim(self, input):
-        if input.dim() not in (2, 3, 4):
-            raise ValueError(f"expected 2D, 3D or 4D input, got {input.dim()}D")
-
-
 def conv_bn_relu(c_in, c_out, stride=1, padding=1):
     return [nn.Conv1d(c_in, c_out, kernel_size=3, stride=stride, padding=padding),
-            BatchNorm(c_out), nn.ReLU()]
+            nn.BatchNorm1d(c_out), nn.ReLU()]
 
 
 class SampleCNN(nn.Module):
@@ -58,20 +46,20 @@ class SampleCNN(nn.Module):
     width:    multiplies every channel count (CLMR: 1.0). out_dim = round(512 * width).
     pool:     "flatten" (CLMR: the time axis must be 1 frame at the end) or "mean" (average
               over time, any input length >= 3^(n_blocks+1)).
+    conv:     "reference" (CLMR's module stack) or "fast" (models/fast.py); an attribute, so a
+              built model can switch.
     """
 
-    def __init__(self, n_blocks: int = 9, width: float = 1.0, pool: str = "flatten",
-                 layout: str = "channels_last"):
+    def __init__(self, n_blocks: int = 9, width: float = 1.0, pool: str = "flatten", conv: str = "reference"):
         super().__init__()
-        if layout not in ("channels_last", "reference"):
-            raise ValueError(f"layout must be 'channels_last' or 'reference', got {layout!r}")
-        self.layout = layout
+        if conv not in CONVS:
+            raise ValueError(f"conv must be one of {CONVS}, got {conv!r}")
         if not 1 <= n_blocks <= 9:
             raise ValueError(f"n_blocks must be in 1..9, got {n_blocks}")
         if pool not in ("flatten", "mean"):
             raise ValueError(f"pool must be 'flatten' or 'mean', got {pool!r}")
         ch = channels(width)
-        self.n_blocks, self.pool = n_blocks, pool
+        self.n_blocks, self.pool, self.conv = n_blocks, pool, conv
         self.input_samples = 3 ** (n_blocks + 1)  # the receptive field: one output frame
         self.out_dim = ch[-1]
         layers = conv_bn_relu(1, ch[0], stride=3, padding=0)  # (B, 1, T) -> (B, C0, T/3)
@@ -80,8 +68,7 @@ class SampleCNN(nn.Module):
         layers += conv_bn_relu(ch[n_blocks], ch[-1])            # CLMR's last conv, no pooling
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T) or (B, 1, T) -> h: (B, out_dim)."""
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.unsqueeze(1)
         if x.dim() != 3 or x.shape[1] != 1:
@@ -92,7 +79,12 @@ class SampleCNN(nn.Module):
                              f"frame), got {T}. Use pool='mean' for other lengths.")
         if T < self.input_samples:
             raise ValueError(f"need at least {self.input_samples} samples, got {T}")
-        h = self.net(x) if self.layout == "reference" else self.forward_channels_last(x)  # (B, C, [1,] T')
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T) or (B, 1, T) -> h: (B, out_dim)."""
+        x = self._check(x)
+        h = self.net(x) if self.conv == "reference" else fast_trunk(self.net, x)   # (B, C, [1,] T')
         if self.pool == "mean":
             return h.flatten(2).mean(dim=-1)                    # (B, C), the tutorial's pooling
         return h.flatten(1)                                     # (B, C), T' == 1
@@ -101,57 +93,16 @@ class SampleCNN(nn.Module):
         """x: (B, 1, T) -> the activations after every ReLU, in order: the stem's, each block's
         (after its pooling) and the last conv's, n_blocks + 2 tensors (B, C_i, T_i) (the last one
         is what forward() pools or flattens). What a layer-wise probe reads."""
-        if x.dim() == 2:
-            x = x.unsqueeze(1)
-        outs = []
-        if self.layout == "channels_last":
-            self.forward_channels_last(x, outs)
-            return [h.flatten(2) for h in outs]                 # (B, C, 1, T) -> (B, C, T), views
-        h = x
+        x = self._check(x)
+        if self.conv == "fast":
+            return fast_block_outputs(self.net, x)
+        outs, h = [], x
         for i, m in enumerate(self.net):
             h = m(h)
             nxt = self.net[i + 1] if i + 1 < len(self.net) else None
             if isinstance(m, nn.MaxPool1d) or (isinstance(m, nn.ReLU) and not isinstance(nxt, nn.MaxPool1d)):
                 outs.append(h)
         return outs
-
-    def forward_channels_last(self, x: torch.Tensor, outs: list | None = None) -> torch.Tensor:
-        """x: (B, 1, T) -> (B, C, 1, T') channels-last: self.net's modules, run as 2-D ops.
-        outs: if a list, every post-ReLU activation is appended to it (block_outputs)."""
-        h = x.unsqueeze(2)                                      # (B, 1, 1, T): a 1-channel image row
-        layers = list(self.net)
-        skip = 0
-        for i, m in enumerate(layers):
-            if skip:
-                skip -= 1
-                continue
-            if isinstance(m, nn.Conv1d):
-                stem = m.kernel_size == m.stride and m.padding[0] == 0 and m.in_channels == 1
-                if m.stride[0] == 1 and m.padding[0] == m.kernel_size[0] // 2:
-                    h = conv1d_cl(h, m.weight, m.bias)
-                elif stem and i + 2 < len(layers) and isinstance(layers[i + 1], BatchNorm) and isinstance(layers[i + 2], nn.ReLU):
-                    h = stem_bn_relu(h, m, layers[i + 1])       # CLMR's stem, its BatchNorm folded in
-                    skip = 2
-                    if outs is not None:
-                        outs.append(h)
-                elif stem:
-                    h = strided_stem(h, m.weight, m.bias)       # frames of 3 samples
-                else:
-                    h = F.conv2d(h, m.weight.unsqueeze(2), m.bias, stride=(1, m.stride[0]),
-                                 padding=(0, m.padding[0])).contiguous(memory_format=CL)
-            elif isinstance(m, nn.ReLU):
-                if i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool1d):
-                    continue                                    # pool first, then ReLU (they commute)
-                h = torch.relu_(h)                              # in place: BatchNorm keeps its input, not its output
-                if outs is not None:
-                    outs.append(h)
-            elif isinstance(m, nn.MaxPool1d):
-                h = torch.relu_(F.max_pool2d(h, (1, m.kernel_size), (1, m.stride)))
-                if outs is not None:
-                    outs.append(h)
-            else:                                               # BatchNorm
-                h = m(h)
-        return h
 
 
 class Projector(nn.Module):
@@ -182,7 +133,7 @@ class ContrastiveModel(nn.Module):
         return self.projector(h)
 
 
-def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64):
-    """The one place both scripts build the network from config fields."""
-    encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool)
+def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64, conv="reference"):
+    """The one place the network is built from config fields."""
+    encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool, conv=conv)
     return ContrastiveModel(encoder, Projector(encoder.out_dim, proj_hidden, proj_dim))

@@ -1,6 +1,6 @@
 """Every checkpoint a user may hold -> a frozen encoder and the audio it expects.
 
-    load_encoder(path) -> (encoder: SampleCNN in eval mode,
+    load_encoder(path, conv="reference") -> (encoder: SampleCNN in eval mode, in the formulation `conv`,
                            info: {"sample_rate", "chunk_samples", "source", "arch", "train_config"})
 
 Accepted:
@@ -18,7 +18,7 @@ import pickle
 
 import torch
 
-from ssl_min.model import SampleCNN
+from ssl_min.models.samplecnn import SampleCNN
 
 CLMR_INFO = {"sample_rate": 22050, "chunk_samples": 59049, "n_blocks": 9}
 
@@ -55,32 +55,33 @@ def _torch_load(path):
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def load_encoder(path):
-    """-> (SampleCNN in eval mode, {"sample_rate", "chunk_samples", "source"}). See the module doc."""
+def load_encoder(path, conv="reference"):
+    """-> (SampleCNN in eval mode, {"sample_rate", "chunk_samples", "source", "arch", "train_config"}).
+    conv: the formulation it runs in ("reference" or "fast", models/fast.py). See the module doc."""
     ckpt = _torch_load(path)
     if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:          # ssl_min's own
         cfg = ckpt["config"]
-        encoder = SampleCNN(cfg["n_blocks"], cfg["width"], cfg["pool"])
+        encoder = SampleCNN(cfg["n_blocks"], cfg["width"], cfg["pool"], conv)
         encoder.load_state_dict({k[len("encoder."):]: v for k, v in ckpt["model"].items()
                                  if k.startswith("encoder.")})
         info = {"sample_rate": cfg["sample_rate"], "chunk_samples": cfg["chunk_samples"], "source": "ssl_min",
                 "arch": (cfg["n_blocks"], cfg["width"], cfg["pool"]), "train_config": cfg}
     elif isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt:          # CLMR, Lightning
         state = {k[len("model.encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.encoder.")}
-        encoder, info = _clmr(state, "CLMR (PyTorch Lightning checkpoint)")
+        encoder, info = _clmr(state, "CLMR (PyTorch Lightning checkpoint)", conv)
     elif isinstance(ckpt, dict) and any(k.startswith("encoder.") for k in ckpt):  # CLMR, plain state dict
         state = {k[len("encoder."):]: v for k, v in ckpt.items() if k.startswith("encoder.")}
-        encoder, info = _clmr(state, "CLMR (state dict)")
+        encoder, info = _clmr(state, "CLMR (state dict)", conv)
     else:
         raise ValueError(f"{path}: neither an ssl_min checkpoint (model + config) nor one of CLMR's "
                          "(a Lightning checkpoint with model.encoder.* keys, or a state dict with encoder.* keys)")
     return encoder.eval(), info
 
 
-def _clmr(state, source):
+def _clmr(state, source, conv):
     if not state:
         raise ValueError("a CLMR checkpoint without encoder weights")
-    encoder = SampleCNN(CLMR_INFO["n_blocks"], 1.0, "flatten")
+    encoder = SampleCNN(CLMR_INFO["n_blocks"], 1.0, "flatten", conv)
     encoder.load_state_dict(clmr_to_ssl_min(state, CLMR_INFO["n_blocks"]))       # strict
     return encoder, {"sample_rate": CLMR_INFO["sample_rate"], "chunk_samples": CLMR_INFO["chunk_samples"],
                      "source": source, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten"), "train_config": None}

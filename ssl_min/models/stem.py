@@ -25,7 +25,7 @@ BatchNorm's forward and backward over the largest activation of the step (bench/
 import torch
 import torch.nn as nn
 
-from ssl_min.conv import apply_in_autocast_dtype
+from ssl_min.models.conv import apply_in_autocast_dtype
 
 
 class _StemProduct(torch.autograd.Function):

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_min.checkpoint import save_atomic
-from ssl_min.audio import track_chunks
+from ssl_min.runtime.atomic import save_atomic
+from ssl_min.data.audio import track_chunks
 
 
 class _TrackChunks(Dataset):

@@ -4,7 +4,7 @@ On CUDA: bf16 where the GPU has it, else fp16 (no measurement). On a CPU, bf16 i
 (AVX2 only: ~100x slower than fp32, never tried) or native (AMX, or AVX512-BF16), and native is
 usually faster but not always: on one AVX512-BF16 machine without AMX, bf16 matrix products ran
 slower than fp32. So where it is native, `auto` times the core of a training step — one of
-SampleCNN's channels-last convolutions (ssl_min/conv.py), forward and backward, 64 -> 64 channels
+SampleCNN's channels-last convolutions (ssl_min/models/conv.py), forward and backward, 64 -> 64 channels
 over 8 clips of 2187 frames — in fp32 and under bf16 autocast, best of 3 after a warm-up each
 (~0.1 s), and takes bf16 only if it is at least MARGIN times faster: a near tie keeps fp32, exact
 and the same on every machine. Under torchrun the ranks would measure apart and could disagree, so
@@ -20,7 +20,7 @@ from contextlib import nullcontext
 
 import torch
 
-from ssl_min.conv import CL, conv1d_cl
+from ssl_min.models.conv import CL, conv1d_cl
 
 MARGIN = 1.2
 

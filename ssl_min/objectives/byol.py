@@ -8,7 +8,7 @@ moving target network's projection of the other view.
 
 Two asymmetries keep it from collapsing: the predictor exists only on the online side, and the
 target follows by an exponential moving average whose momentum rises from `base` to 1 along a
-half cosine (ssl_min/momentum.py). Predictor as in the paper: Linear - BatchNorm - ReLU - Linear,
+half cosine (ssl_min/objectives/momentum.py). Predictor as in the paper: Linear - BatchNorm - ReLU - Linear,
 here proj_dim -> proj_hidden -> proj_dim. Under torchrun the predictor is DDP-wrapped like the
 model, so its gradients are averaged too.
 """
@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_min.loss import Objective
-from ssl_min.momentum import byol_momentum, ema_update, momentum_copy
+from ssl_min.objectives.base import Objective
+from ssl_min.objectives.momentum import byol_momentum, ema_update, momentum_copy
 
 
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 SimCLR's negatives are the other clips of the batch, so their number is tied to the batch size:
 small on a CPU, or with raw audio's long inputs on a GPU. MoCo decouples the two. A key encoder,
-a momentum copy of the online network (ssl_min/momentum.py), embeds each clip's other view; the
+a momentum copy of the online network (ssl_min/objectives/momentum.py), embeds each clip's other view; the
 last `queue_size` keys wait in a queue and serve as negatives for the next batches:
 
     q = normalize(online(view a)),  k = normalize(key_encoder(view b))     (no gradient to k)
@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ssl_min.loss import Objective, gather_with_grad
-from ssl_min.momentum import ema_update, momentum_copy
+from ssl_min.objectives.base import Objective, gather_with_grad
+from ssl_min.objectives.momentum import ema_update, momentum_copy
 
 
 class MoCo(Objective):

@@ -10,7 +10,7 @@ reads them all at once:
                    mean over time (B, C_i), and the standard deviation over time (B, C_i)
                    where T_i > 1  ->  concatenated (B, D), D = sum of those widths
 
-Mean and standard deviation over time is the pooling of the MFCC baseline (ssl_min/mfcc.py), so
+Mean and standard deviation over time is the pooling of the MFCC baseline (ssl_min/evaluate/mfcc.py), so
 the two rows of a probe differ in what is pooled, not in how. The encoder is not changed: this is
 a view of it, with no parameters of its own.
 """

@@ -1,0 +1,10 @@
+"""The run's machinery: files a kill cannot half-write, processes and how they stop together, a time
+budget, and the measured choices of how to compute (precision, formulation, allocator).
+
+    atomic.py        write to a temporary name, then rename; metrics trimmed to a checkpoint
+    distributed.py   torchrun's processes, one all-reduce per step, StopRequest (Ctrl-C, SIGTERM)
+    budget.py        --max_minutes: the steps that fit, measured
+    precision.py     --precision auto: bf16 only where native and measured faster
+    formulation.py   --conv auto: CLMR's module stack or the fast one, measured
+    cpu_memory.py    glibc's allocator told to keep freed memory (a CPU step's big activations)
+"""

@@ -142,6 +142,8 @@ def main(argv=None):
     if conv == "auto":
         conv, why = choose_conv(device, info["arch"], chunk, train=False)
         print(f"conv auto -> {conv}: {why}")
+    else:
+        print(f"conv {conv}: as asked (--conv)")
     encoder.conv = conv
 
     try:

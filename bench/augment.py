@@ -54,7 +54,7 @@ shared = build_chain(sr, p_polarity=0.8, p_noise=0.3, min_snr=0.001, max_snr=0.0
                      p_filter=1.0, p_delay=0.5, p_reverb=0.3, effect_reuse=4)
 sh = timed(lambda: shared(x))
 print(f"tutorial chain, effect_reuse 4: {audio_seconds / sh:6.1f} s of audio / s  ({sh * 1000:.0f} ms per batch; "
-      f"each filter and room shared by ~4 clips, ssl_min/shared_settings.py)")
+      f"each filter and room shared by ~4 clips, ssl_min/augment/shared.py)")
 reverb = Reverb(sr)
 rb = timed(lambda: reverb(x))
 print(f"Reverb alone (p=1), batched : {audio_seconds / rb:8.1f} s of audio / s")

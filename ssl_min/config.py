@@ -166,6 +166,8 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         cfg.conv, why = choose_conv(cfg.device, (cfg.n_blocks, cfg.width, cfg.pool), cfg.chunk_samples, True, dtype)
         if notes is not None:
             notes.append(f"conv auto -> {cfg.conv}: {why}")
+    elif notes is not None:
+        notes.append(f"conv {cfg.conv}: as configured (--conv), not measured")
     return cfg
 
 

@@ -1,4 +1,4 @@
-"""--max_minutes (ssl_min/budget.py): max_steps measured from the step time, written down, and a
+"""--max_minutes (ssl_min/runtime/budget.py): max_steps measured from the step time, written down, and a
 stop at the budget when the machine slows down. Clocks are simulated: nothing here waits."""
 import itertools
 import json

@@ -88,14 +88,16 @@ def test_no_dated_line_in_the_code():
 
 
 def test_the_public_names():
-    from ssl_min.augment import (Compose, Delay, Gain, HighLowPass, Noise, PitchShift, PolarityInversion,  # noqa: F401
-                                 RandomApply, Reverb, build_chain)
+    from ssl_min.augment import (Augmentation, Compose, Delay, Gain, HighLowPass, Noise, PitchShift,
+                                 PolarityInversion, RandomApply, Reverb, build_chain)
     from ssl_min.models import SampleCNN, build_model
     from ssl_min.objectives import NTXent
     import ssl_min.hear as hear
     assert callable(build_chain) and issubclass(SampleCNN, torch.nn.Module) and issubclass(NTXent, torch.nn.Module)
     assert isinstance(build_model(3, 0.125, "mean", 16, 8).encoder, SampleCNN)
     assert all(callable(getattr(hear, f)) for f in ("load_model", "get_scene_embeddings", "get_timestamp_embeddings"))
+    effects = (Compose, Delay, Gain, HighLowPass, Noise, PitchShift, PolarityInversion, RandomApply, Reverb)
+    assert all(issubclass(e, Augmentation) for e in effects)
     chain = build_chain(8000, lowpass=(1500, 3500))
     assert isinstance(chain, Compose) and chain(torch.zeros(2, 1, 800)).shape == (2, 1, 800)
 

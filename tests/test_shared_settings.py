@@ -1,4 +1,4 @@
-"""Effects whose settings are shared by examples (ssl_min/shared_settings.py): each example gets
+"""Effects whose settings are shared by examples (ssl_min/augment/shared.py): each example gets
 exactly the effect of its dealt setting, the deal is balanced, and reuse=1 is CLMR's chain."""
 import math
 

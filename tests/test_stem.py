@@ -1,4 +1,4 @@
-"""The stem with its BatchNorm folded into the product (ssl_min/stem.py) against the modules it
+"""The stem with its BatchNorm folded into the product (ssl_min/models/stem.py) against the modules it
 replaces, nn.Conv1d(stride 3) + nn.BatchNorm1d + ReLU: outputs, every gradient (the input's too),
 the running statistics, in training and in eval mode, in float64."""
 import pytest

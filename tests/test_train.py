@@ -38,6 +38,18 @@ def test_two_steps_write_config_metrics_and_loadable_checkpoints(audio_dir, tmp_
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
 
 
+def test_the_log_says_which_formulation_ran_and_why(audio_dir, tmp_path, capsys):
+    run(audio_dir, tmp_path / "auto", "--max_steps", "1", "--conv", "auto")        # the last --conv wins
+    out = capsys.readouterr().out
+    chosen = json.loads((tmp_path / "auto" / "config.json").read_text())["conv"]
+    assert chosen in ("reference", "fast")
+    assert f"conv auto -> {chosen}: " in out and "forward + backward: reference" in out and f"conv {chosen}\n" in out
+    run(audio_dir, tmp_path / "ref", "--max_steps", "1", "--conv", "reference")
+    out = capsys.readouterr().out
+    assert "conv reference: as configured (--conv), not measured" in out and "conv reference\n" in out
+    assert torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=True)["config"]["conv"] == "reference"
+
+
 def test_resume_gives_the_same_loss_curve(audio_dir, tmp_path):
     # 10 tracks, batch 4: 3 steps per epoch, so stopping at 4 stops mid-epoch.
     common = ["--precision", "fp32", "--max_steps", "8", "--ckpt_every", "100"]

@@ -3,8 +3,9 @@ evaluated by FFT, batched with every example's own room.
 
     x (B, C, T) -> x + wet(x), the wet signal computed in the frequency domain (two FFTs a batch)
 
-Given float64 audio it equals sox's effect to ~1e-9 (tests run sox itself, and a sample-loop
-transcription of its algorithm); float32 (training) is computed in float32 (docs/augmentations.md).
+Given float64 audio it equals a sample-loop transcription of sox's algorithm to ~1e-9, and sox
+itself within 1e-6 of full scale (tests); float32 (training) is computed in float32
+(docs/augmentations.md).
 """
 import functools
 import math

@@ -243,8 +243,8 @@ def load_labeled(root, sample_rate, mtt_split_dir=None):
     root = Path(root)
     if (root / "annotations_final.csv").exists():
         if mtt_split_dir is None:
-            raise ValueError("MagnaTagATune needs split files: pass --mtt-split DIR with "
-                             "train.npy/valid.npy/test.npy (see README)")
+            raise ValueError("MagnaTagATune needs split files: pass --mtt_split DIR with "
+                             "train.npy/valid.npy/test.npy (see docs/data.md)")
         files = {s: next((Path(mtt_split_dir) / f"{s}{ext}" for ext in (".npy", ".txt", ".tsv")
                           if (Path(mtt_split_dir) / f"{s}{ext}").exists()), None)
                  for s in ("train", "valid", "test")}

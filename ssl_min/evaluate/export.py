@@ -48,6 +48,8 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
     if conv == "auto":
         conv, why = choose_conv(device, info["arch"], chunk, train=False)
         print(f"conv auto -> {conv}: {why}")
+    else:
+        print(f"conv {conv}: as asked")
     encoder.conv = conv
     encoder = encoder.to(device)
     tracks, report = open_tracks(data, rate, cache="off")

@@ -75,7 +75,7 @@ def library_grads(x: torch.Tensor, g: torch.Tensor, weight: torch.Tensor, bias: 
     cuDNN on CUDA, not measured here), and the bias's from the same pass over g if `bias`:
     x (B, C_in, 1, T), g (B, C_out, 1, T) channels-last, weight (C_out, C_in, k) -> ((C_out, C_in, k),
     (C_out,) or None), in x's dtype. In bf16 it sums in float32 and rounds once, and on a CPU with
-    native bf16 it beat the products above at every SampleCNN size measured (bench/train.py, README)."""
+    native bf16 it beat the products above at every SampleCNN size measured (bench/train.py; bench/performance_log.md)."""
     k = weight.shape[-1]
     _, gw, gb = torch.ops.aten.convolution_backward(
         g, x, weight.unsqueeze(2), [weight.shape[0]] if bias else None, [1, 1], [0, k // 2], [1, 1],

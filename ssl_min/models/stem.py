@@ -20,7 +20,7 @@ Autograd differentiates those few numbers (m and S depend on the input only), so
 BatchNorm's own, the statistics' part included; the running statistics move exactly as
 nn.BatchNorm1d moves them (momentum, unbiased variance); in eval mode the running statistics
 rescale instead. The small sums run in float64 and the product in the autocast dtype. What it saves:
-BatchNorm's forward and backward over the largest activation of the step (bench/train.py, README).
+BatchNorm's forward and backward over the largest activation of the step (bench/train.py; bench/performance_log.md).
 """
 import torch
 import torch.nn as nn

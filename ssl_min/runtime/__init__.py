@@ -8,3 +8,12 @@ budget, and the measured choices of how to compute (precision, formulation, allo
     formulation.py   --conv auto: CLMR's module stack or the fast one, measured
     cpu_memory.py    glibc's allocator told to keep freed memory (a CPU step's big activations)
 """
+from ssl_min.runtime.atomic import atomic_write, save_atomic, trim_metrics, write_text_atomic
+from ssl_min.runtime.budget import TimeBudget
+from ssl_min.runtime.cpu_memory import keep_freed_memory
+from ssl_min.runtime.distributed import StopRequest
+from ssl_min.runtime.formulation import choose_conv
+from ssl_min.runtime.precision import auto_precision, native_bf16
+
+__all__ = ["atomic_write", "save_atomic", "trim_metrics", "write_text_atomic", "TimeBudget", "keep_freed_memory",
+           "StopRequest", "choose_conv", "auto_precision", "native_bf16"]

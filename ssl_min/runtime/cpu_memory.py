@@ -6,7 +6,7 @@ so each new activation first page-faults its way through zeroed pages: on 2 AVX2
 fresh 54 MB tensor (relu, a copy) took ~21 ms, against ~4 ms into recycled memory. PyTorch's CPU
 allocator has no cache of its own (CUDA's has). Two mallopt settings give it one: serve large
 blocks from the heap (M_MMAP_MAX = 0) and never trim freed memory off the heap's top below 2 GB
-(M_TRIM_THRESHOLD). Measured with bench/train.py (README, "Performance"): ~1.7x on a whole step,
+(M_TRIM_THRESHOLD). Measured with bench/train.py (bench/performance_log.md): ~1.7x on a whole step,
 for CLMR's formulation and ours alike. The cost: the process keeps its peak memory until it exits.
 
 `keep_freed_memory()` applies them, on Linux with glibc only (elsewhere it does nothing and says

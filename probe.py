@@ -37,7 +37,7 @@ from ssl_min.models import SampleCNN
 from ssl_min.models.load import load_encoder, pick_device
 from ssl_min.runtime.atomic import write_text_atomic
 from ssl_min.runtime.cpu_memory import keep_freed_memory
-from ssl_min.runtime.formulation import choose_conv
+from ssl_min.runtime.formulation import resolve_conv
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--checkpoint", required=True, help="a train.py checkpoint (checkpoint.pt or best.pt), or CLMR's")
@@ -138,13 +138,8 @@ def main(argv=None):
         keep_freed_memory()                                      # faster extraction: cpu_memory.py
     encoder, info = load_encoder(args.checkpoint)   # ours or CLMR's; strict; the projector is dropped
     rate, chunk = info["sample_rate"], info["chunk_samples"]
-    conv = args.conv
-    if conv == "auto":
-        conv, why = choose_conv(device, info["arch"], chunk, train=False)
-        print(f"conv auto -> {conv}: {why}")
-    else:
-        print(f"conv {conv}: as asked (--conv)")
-    encoder.conv = conv
+    encoder.conv, line = resolve_conv(args.conv, device, info["arch"], chunk)    # the formulation, measured
+    print(line)
 
     try:
         sets, notes = load_sets(args, rate)

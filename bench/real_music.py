@@ -181,8 +181,11 @@ def probe_folds(checkpoint, labeled, folds, window=0, features="output"):
     from probe import frozen_features, probe_features, row_extractors
     from ssl_min.data.labeled import LabeledSet, load_labeled, subset
     from ssl_min.models.load import load_encoder
+    from ssl_min.runtime.formulation import resolve_conv
     encoder, info = load_encoder(checkpoint)
     rate, chunk = info["sample_rate"], window or info["chunk_samples"]
+    encoder.conv, line = resolve_conv("auto", "cpu", info["arch"], chunk)       # as probe.py's --conv auto
+    print(line)
     sets = load_labeled(labeled, rate)
     every = LabeledSet([t for ls in sets.values() for t in ls.tracks],
                        np.concatenate([ls.targets for ls in sets.values()]), sets["train"].names, "multiclass")

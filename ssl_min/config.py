@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ssl_min.objectives import OBJECTIVES
-from ssl_min.runtime.formulation import choose_conv
+from ssl_min.runtime.formulation import resolve_conv
 from ssl_min.runtime.precision import auto_precision
 
 
@@ -161,13 +161,11 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         cfg.precision, why = auto_precision(cfg.device)
         if notes is not None:
             notes.append(f"precision auto -> {cfg.precision}: {why}")
-    if cfg.conv == "auto":                      # measured too (ssl_min/runtime/formulation.py)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-        cfg.conv, why = choose_conv(cfg.device, (cfg.n_blocks, cfg.width, cfg.pool), cfg.chunk_samples, True, dtype)
-        if notes is not None:
-            notes.append(f"conv auto -> {cfg.conv}: {why}")
-    elif notes is not None:
-        notes.append(f"conv {cfg.conv}: as configured (--conv), not measured")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)   # auto measures in it
+    cfg.conv, line = resolve_conv(cfg.conv, cfg.device, (cfg.n_blocks, cfg.width, cfg.pool), cfg.chunk_samples,
+                                  train=True, dtype=dtype)
+    if notes is not None:
+        notes.append(line)
     return cfg
 
 

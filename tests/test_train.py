@@ -46,7 +46,7 @@ def test_the_log_says_which_formulation_ran_and_why(audio_dir, tmp_path, capsys)
     assert f"conv auto -> {chosen}: " in out and "forward + backward: reference" in out and f"conv {chosen}\n" in out
     run(audio_dir, tmp_path / "ref", "--max_steps", "1", "--conv", "reference")
     out = capsys.readouterr().out
-    assert "conv reference: as configured (--conv), not measured" in out and "conv reference\n" in out
+    assert "conv reference: as set (--conv, or the config of the run resumed), not measured" in out and "conv reference\n" in out
     assert torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=True)["config"]["conv"] == "reference"
 
 

@@ -27,7 +27,7 @@ from ssl_min.evaluate.extract import chunk_batches
 from ssl_min.models.load import load_encoder, pick_device
 from ssl_min.runtime.atomic import atomic_write, write_text_atomic
 from ssl_min.runtime.cpu_memory import keep_freed_memory
-from ssl_min.runtime.formulation import choose_conv
+from ssl_min.runtime.formulation import resolve_conv
 
 
 def save_npy(path, array):
@@ -45,12 +45,8 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
     or "auto" (measured here, said)."""
     encoder, info = load_encoder(checkpoint)
     rate, chunk = info["sample_rate"], info["chunk_samples"]
-    if conv == "auto":
-        conv, why = choose_conv(device, info["arch"], chunk, train=False)
-        print(f"conv auto -> {conv}: {why}")
-    else:
-        print(f"conv {conv}: as asked")
-    encoder.conv = conv
+    encoder.conv, line = resolve_conv(conv, device, info["arch"], chunk)
+    print(line)
     encoder = encoder.to(device)
     tracks, report = open_tracks(data, rate, cache="off")
     data, out = Path(data), Path(out)

@@ -12,8 +12,8 @@ from ssl_min.runtime.atomic import atomic_write, save_atomic, trim_metrics, writ
 from ssl_min.runtime.budget import TimeBudget
 from ssl_min.runtime.cpu_memory import keep_freed_memory
 from ssl_min.runtime.distributed import StopRequest
-from ssl_min.runtime.formulation import choose_conv
+from ssl_min.runtime.formulation import choose_conv, resolve_conv
 from ssl_min.runtime.precision import auto_precision, native_bf16
 
 __all__ = ["atomic_write", "save_atomic", "trim_metrics", "write_text_atomic", "TimeBudget", "keep_freed_memory",
-           "StopRequest", "choose_conv", "auto_precision", "native_bf16"]
+           "StopRequest", "choose_conv", "resolve_conv", "auto_precision", "native_bf16"]

@@ -11,6 +11,7 @@ tie keeps the reference, the one a reader meets first. Under torchrun the ranks 
 apart and could disagree, so there a CPU takes the fast one unmeasured (pass --conv to choose).
 
     choose_conv(device, arch, chunk, train=True, dtype=None) -> ("reference" | "fast", the reason in words)
+    resolve_conv(conv, device, arch, chunk, train=False)   -> (the formulation to run, a line for the log)
 """
 import copy
 import os
@@ -64,3 +65,11 @@ def choose_conv(device, arch, chunk, train=True, dtype=None) -> tuple[str, str]:
     what = "forward + backward" if train else "forward"
     return pick, (f"{batch} clips of {chunk} samples, {what}: reference {1e3 * seconds['reference']:.1f} ms, "
                   f"fast {1e3 * seconds['fast']:.1f} ms (fast needs {MARGIN}x)")
+
+
+def resolve_conv(conv, device, arch, chunk, train=False, dtype=None) -> tuple[str, str]:
+    """conv: "auto", "reference" or "fast" -> (the formulation to run, the log's line saying which and why)."""
+    if conv != "auto":
+        return conv, f"conv {conv}: as set (--conv, or the config of the run resumed), not measured"
+    conv, why = choose_conv(device, arch, chunk, train, dtype)
+    return conv, f"conv auto -> {conv}: {why}"

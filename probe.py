@@ -17,11 +17,11 @@ Three rows, one protocol:
    (carved from train, stratified, when the data has none) picks one. The test split is used once.
 3. Test at track level: chunk predictions averaged per track; macro ROC-AUC and PR-AUC, plus
    accuracy and macro F1 for multi-class (one-hot tag columns are read as classes).
-Results: a table on stdout and probe_<checkpoint name>.json next to the checkpoint.
+Results: a table on stdout, probe_<checkpoint name>.json next to the checkpoint, and beside it a
+picture of every tag's (or class's) PR-AUC per row (.png).
 """
 import argparse
 import copy
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -34,10 +34,11 @@ from ssl_min.evaluate.extract import cached_extract, recalibrate_batchnorm
 from ssl_min.evaluate.linear_probe import metrics, select_head, standardise, track_scores
 from ssl_min.evaluate.mfcc import MFCCStats
 from ssl_min.models import SampleCNN
-from ssl_min.models.load import load_encoder, pick_device
+from ssl_min.models.load import load_encoder, pick_device, weights_id
 from ssl_min.runtime.atomic import write_text_atomic
 from ssl_min.runtime.cpu_memory import keep_freed_memory
 from ssl_min.runtime.formulation import resolve_conv
+from ssl_min.visual.bars import plot_probe
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--checkpoint", required=True, help="a train.py checkpoint (checkpoint.pt or best.pt), or CLMR's")
@@ -60,10 +61,6 @@ parser.add_argument("--conv", choices=["auto", "reference", "fast"], default="au
                     help="the encoders' formulation: CLMR's module stack, the fast CPU one (the same function), or "
                     "whichever a start-up timing finds faster here (CUDA: the reference)")
 parser.add_argument("--out", default=None, help="result file (default: probe_<checkpoint name>.json next to the checkpoint)")
-
-
-def weights_id(module):
-    return hashlib.sha1(b"".join(v.cpu().numpy().tobytes() for v in module.state_dict().values())).hexdigest()
 
 
 def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="output", seed=0, notes=None):
@@ -179,7 +176,8 @@ def main(argv=None):
               "encoder": info["source"], "config": {**vars(args), "train_config": info["train_config"]},
               "results": results}
     write_text_atomic(out, json.dumps(report, indent=1, default=float))
-    print(f"wrote {out}")
+    picture = plot_probe(report, out.with_suffix(".png"))                  # per-tag PR-AUC bars
+    print(f"wrote {out} and {picture}")
     return report
 
 

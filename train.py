@@ -29,9 +29,10 @@ from tqdm import tqdm
 from ssl_min.augment import chain_for
 from ssl_min.config import config_for_run, get_lr, parse_args
 from ssl_min.data import PairDataset, StreamSampler, open_tracks
+from ssl_min.evaluate.monitor import KNNMonitor
 from ssl_min.models import build_model
 from ssl_min.objectives import build_objective
-from ssl_min.runtime import distributed
+from ssl_min.runtime import distributed, sync_bn
 from ssl_min.runtime.atomic import save_atomic, trim_metrics, write_text_atomic
 from ssl_min.runtime.budget import TimeBudget
 from ssl_min.runtime.cpu_memory import keep_freed_memory
@@ -40,9 +41,9 @@ from ssl_min.runtime.cpu_memory import keep_freed_memory
 def training_tracks(cfg, p):
     """The tracks to pretrain on (ssl_min/data/source.py): a cache folder as it is; a folder of
     audio scanned and, with cache=auto, decoded once when its files are compressed or at another
-    rate. Rank 0 scans and decodes; the other processes wait for it, then read what it wrote."""
-    tracks = open_tracks(cfg.data, cfg.sample_rate, cfg.cache)[0] if p.master else None
-    distributed.barrier(p)
+    rate. Rank 0 scans and decodes while the others wait, however long it takes (rank0_first:
+    no collective that could time out); then they read what it wrote."""
+    tracks = distributed.rank0_first(p, lambda: open_tracks(cfg.data, cfg.sample_rate, cfg.cache)[0])
     return tracks if p.master else open_tracks(cfg.data, cfg.sample_rate, cfg.cache, build=False, verbose=False)[0]
 
 
@@ -73,7 +74,7 @@ def main(argv=None):
     notes = []
     cfg, ckpt = config_for_run(args, given, notes)
     out = Path(cfg.out)
-    p = distributed.setup(cfg.device)
+    p = distributed.setup(cfg.device, cfg.dist_timeout)
     say = print if p.master else (lambda *a, **k: None)
 
     def write_config():                         # at the start, and again when a time budget sets max_steps
@@ -82,6 +83,12 @@ def main(argv=None):
 
     if p.master:
         out.mkdir(parents=True, exist_ok=True)
+        left = [f for f in ("metrics.jsonl", "config.json") if (out / f).exists()] if ckpt is None else []
+        if left:                                # a run killed before its first checkpoint: never append to it
+            print(f"note: {out} held a run stopped before its first checkpoint ({', '.join(left)}, no "
+                  "checkpoint.pt); starting the folder clean")
+            for f in left:
+                (out / f).unlink()
     write_config()
     say(f"config ({'resumed' if ckpt else 'preset ' + args.preset}, {p.world} process(es)):\n"
         + json.dumps(dataclasses.asdict(cfg), indent=2))
@@ -109,7 +116,13 @@ def main(argv=None):
 
     # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
     orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.conv).to(p.device)
+    if cfg.sync_bn:                             # before the momentum copies and the optimizer are made
+        orig_model = sync_bn.convert(orig_model, p.device.type)
+        say("BatchNorm statistics over the global batch of " + (f"{p.world} processes" if p.world > 1 else
+                                                                 "1 process (the same as without --sync_bn)"))
     objective = build_objective(cfg, orig_model).to(p.device)         # its queue / target / predictor
+    if cfg.sync_bn:
+        objective = sync_bn.convert(objective, p.device.type)          # BYOL's predictor has a BatchNorm
     optimizer = torch.optim.Adam([*orig_model.parameters(), *objective.trainable()], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.precision]
@@ -156,6 +169,8 @@ def main(argv=None):
                         pin_memory=p.device.type == "cuda",
                         worker_init_fn=distributed.workers_ignore_stop_signals)   # stops are the loop's
 
+    saved = {"step": ckpt["step"]} if ckpt else {}          # the step checkpoint.pt holds, once there is one
+
     def checkpoint(path):
         """Called on every process (the augmentation streams are gathered); rank 0 writes."""
         states = distributed.gather(p, aug_gen.get_state())
@@ -167,7 +182,25 @@ def main(argv=None):
                          "budget_planned": cfg.max_minutes > 0 and (budget is None or budget.planned is not None),
                          "config": dataclasses.asdict(cfg),
                          "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
+        if path.name == "checkpoint.pt":
+            saved["step"] = step
         distributed.barrier(p)                  # nobody leaves (or is killed) while rank 0 writes
+
+    # The kNN monitor (rank 0): the labeled tracks read once now, scored every monitor_every steps.
+    monitor = (KNNMonitor(cfg.monitor, cfg.sample_rate, cfg.chunk_samples, device=p.device)
+               if cfg.monitor and p.master else None)
+    last_reading = {}
+
+    def read_monitor():
+        """One monitor reading at `step`: logged, shown, and its seconds -> so the timings leave them out."""
+        t = time.perf_counter()
+        last_reading.update(monitor(orig_model.encoder, ctx))
+        metrics.write(json.dumps({"step": step, **last_reading}) + "\n")
+        metrics.flush()
+        seconds = time.perf_counter() - t
+        say(f"\nmonitor at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_reading.items())
+            + f" ({seconds:.2f} s)")
+        return seconds
 
     # ---- the loop
     stop = distributed.StopRequest()            # Ctrl-C / SIGTERM: finish the step, save it, leave
@@ -177,6 +210,8 @@ def main(argv=None):
     model.train(), objective.train()
     clean = False
     try:
+        if monitor is not None and step == 0:
+            read_monitor()                      # the starting point: the random init
         t_log, wait, n_clips = time.perf_counter(), 0.0, 0
         t0 = time.perf_counter()
         for batch in loader:
@@ -189,8 +224,9 @@ def main(argv=None):
             loss_value, stopping, out_of_time = distributed.agree(p, loss.float().item(), stop.requested,
                                                                   budget is not None and budget.expired())
             if not math.isfinite(loss_value):
-                say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping. The last good "
-                    f"checkpoint ({out / 'checkpoint.pt'}, step <= {step}) is untouched.")
+                kept = (f"{out / 'checkpoint.pt'} (step {saved['step']}) is untouched" if saved else
+                        "no checkpoint had been written yet")
+                say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping; {kept}.")
                 raise SystemExit(2)
             step += 1
             n_clips += 2 * global_batch
@@ -202,6 +238,8 @@ def main(argv=None):
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
                 t_log, wait, n_clips = time.perf_counter(), 0.0, 0
+            if monitor is not None and step % cfg.monitor_every == 0:
+                t_log += read_monitor()         # clips/s and data wait leave the monitor out
             bar.update(1)
             if budget is not None and (planned := budget.tick(step)) is not None:
                 cfg.max_steps = total_steps = distributed.broadcast(p, planned)   # rank 0's measurement
@@ -210,7 +248,8 @@ def main(argv=None):
                 write_config()
             rate = bar.format_dict["rate"]                   # steps/s, smoothed by tqdm
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}",
-                            clips_s=f"{2 * global_batch * rate:.0f}" if rate else "-", refresh=False)
+                            clips_s=f"{2 * global_batch * rate:.0f}" if rate else "-",
+                            **{k: f"{v:.3f}" for k, v in last_reading.items()}, refresh=False)
             if step % steps_per_epoch == 0:         # a whole epoch: best.pt compares whole epochs only
                 if epoch_loss / steps_per_epoch < best_loss:
                     best_loss = epoch_loss / steps_per_epoch

@@ -45,6 +45,7 @@ class Config:
     chunk_samples: int = F(0, "samples per chunk; 0 = 3^(n_blocks+1), the receptive field")
     proj_hidden: int = F(512, "projector hidden width")
     proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
+    sync_bn: bool = F(False, "torchrun: BatchNorm statistics over the global batch of every process (SimCLR's global BN; CLMR: per process), so the gradients equal one process with the whole batch; runs the reference formulation (ssl_min/runtime/sync_bn.py)")
     bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
     # objective (ssl_min/objectives/)
     objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol'", list(OBJECTIVES))
@@ -83,9 +84,12 @@ class Config:
     num_workers: int = F(2, "DataLoader worker processes (persistent); 0 reads in the main process")
     precision: str = F("auto", "'auto' (CUDA: bf16 where supported, else fp16; CPU: bf16 where native and measured faster than fp32, else fp32: ssl_min/runtime/precision.py), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
     device: str = F("auto", "'auto' (cuda if available), 'cpu', 'cuda'")
+    dist_timeout: float = F(0.0, "torchrun: seconds a collective may wait before the run fails (0: torch's default, 10 min NCCL, 30 min gloo); the cache build before training waits apart, without a limit")
     conv: str = F("auto", "the encoder's formulation: 'reference' (CLMR's Conv1d/BatchNorm1d/ReLU/MaxPool1d stack), 'fast' (the same function channels-last, ssl_min/models/fast.py), or 'auto': on CUDA the reference, on a CPU the fast one where a start-up timing finds it faster (ssl_min/runtime/formulation.py)", ["auto", "reference", "fast"])
     compile: bool = F(False, "torch.compile the model (first steps slower; saves the uncompiled weights)")
     log_every: int = F(10, "steps between lines in metrics.jsonl")
+    monitor: str = F("", "a labeled folder (any layout probe.py accepts, e.g. data/demo): a weighted kNN on the frozen encoder's embeddings of its train tracks scores its valid tracks every monitor_every steps (and at step 0), logged to metrics.jsonl and the progress bar as knn_accuracy (classes) or knn_pr_auc (tags); '' for none (ssl_min/evaluate/monitor.py)")
+    monitor_every: int = F(0, "steps between kNN monitor readings; 0: a tenth of max_steps (100 without max_steps)")
     ckpt_every: int = F(200, "steps between checkpoint.pt writes (also at every epoch end)")
 
 
@@ -112,7 +116,8 @@ PRESETS = {
                 p_noise=0.0, p_gain=0.0, p_filter=0.0, p_delay=0.0, p_reverb=0.0, p_pitch=0.0,
                 lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),
 }
-RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile", "conv"}
+RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile", "conv",
+                     "monitor", "monitor_every", "dist_timeout"}
 
 
 def parse_args(argv=None, description=""):
@@ -149,6 +154,12 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         if not 0 < getattr(cfg, name) < nyquist:
             raise SystemExit(f"{name} = {getattr(cfg, name):g} Hz must lie in (0, {nyquist:g}) Hz, below the "
                              f"Nyquist frequency of sample_rate {cfg.sample_rate}; set --{name}")
+    if cfg.monitor_every < 0:
+        raise SystemExit(f"monitor_every must be >= 0 (0: a tenth of max_steps), got {cfg.monitor_every}")
+    if cfg.monitor_every == 0:
+        cfg.monitor_every = max(1, cfg.max_steps // 10) if cfg.max_steps > 0 else 100
+    if cfg.monitor and not Path(cfg.monitor).is_dir():
+        raise SystemExit(f"--monitor {cfg.monitor}: not a folder (a labeled layout, as probe.py --data takes)")
     if cfg.effect_reuse < 1:
         raise SystemExit(f"effect_reuse must be >= 1 (1: every chunk its own settings), got {cfg.effect_reuse}")
     if not 0 <= cfg.time_mask_max <= 1:
@@ -161,6 +172,13 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         cfg.precision, why = auto_precision(cfg.device)
         if notes is not None:
             notes.append(f"precision auto -> {cfg.precision}: {why}")
+    if cfg.sync_bn and cfg.conv == "fast":
+        raise SystemExit("--sync_bn runs CLMR's module stack: use --conv reference (or auto), not fast (its folded "
+                         "stem keeps per-process statistics)")
+    if cfg.sync_bn and cfg.conv == "auto":
+        cfg.conv = "reference"
+        if notes is not None:
+            notes.append("conv reference: --sync_bn synchronises the module stack's BatchNorms")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)   # auto measures in it
     cfg.conv, line = resolve_conv(cfg.conv, cfg.device, (cfg.n_blocks, cfg.width, cfg.pool), cfg.chunk_samples,
                                   train=True, dtype=dtype)

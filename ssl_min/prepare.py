@@ -8,15 +8,14 @@ The cache itself: ssl_min/data/cache.py. `--only` keeps the files a split file l
 pretraining never sees the valid and test clips.
 """
 import argparse
-import os
 from pathlib import Path
 
-from ssl_min.data.cache import write_cache
+from ssl_min.data.cache import ensure_cache
 from ssl_min.data.labeled import split_list
 from ssl_min.data.index import scan_folder
 
 
-def prepare(src, dst, sample_rate, dtype="int16", workers=2, only=None):
+def prepare(src, dst, sample_rate, dtype="int16", workers=0, only=None):
     """only: a split file (labeled.split_list): keep just the files it lists (paths relative to src)."""
     tracks, report = scan_folder(src, sample_rate)
     if only:
@@ -25,7 +24,7 @@ def prepare(src, dst, sample_rate, dtype="int16", workers=2, only=None):
         print(f"{len(tracks)} of the files are listed in {only}")
     if not tracks:
         raise ValueError(f"no usable audio under {src}")
-    write_cache(tracks, dst, sample_rate, dtype, workers, src, report.skipped)
+    ensure_cache(tracks, src, sample_rate, dst, dtype, workers, report.skipped)
 
 
 def main(argv=None):
@@ -35,7 +34,8 @@ def main(argv=None):
     parser.add_argument("--sample_rate", type=int, default=22050, help="the model's rate (CLMR: 22050)")
     parser.add_argument("--dtype", choices=["int16", "float32"], default="int16",
                         help="int16 halves the disk; float32 keeps samples bit-exact")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="decoding processes")
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes (0: the cores, fewer where "
+                        "memory is short)")
     parser.add_argument("--only", default=None, help="a split file (e.g. MagnaTagATune's train.npy): cache only the "
                         "files it lists, so pretraining never sees the valid and test clips")
     a = parser.parse_args(argv)

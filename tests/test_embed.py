@@ -42,6 +42,30 @@ def test_export_round_trip_skips_done_files_and_names_bad_ones(ckpt, tmp_path, c
     assert export(ckpt, data, out, num_workers=0)[:2] == (0, 3)                    # a second run skips
 
 
+def test_a_second_checkpoint_never_keeps_the_first_ones_files(ckpt, audio_dir, tmp_path):
+    from ssl_min.evaluate.export import MixedExport
+    train.main(["--data", str(audio_dir), "--out", str(tmp_path / "other"), *TINY, "--max_steps", "2", "--seed", "1"])
+    other = tmp_path / "other" / "checkpoint.pt"
+    data, out = tmp_path / "music", tmp_path / "emb"
+    write_tracks(data, 3, seconds=1.3)
+    assert export(ckpt, data, out, num_workers=0)[:2] == (3, 0)
+    first = {p.name: np.load(p) for p in out.glob("*.npy")}
+    with pytest.raises(MixedExport, match="another encoder"):
+        export(other, data, out, num_workers=0)
+    assert {p.name: np.load(p).tolist() for p in out.glob("*.npy")} == {k: v.tolist() for k, v in first.items()}
+    assert export(other, data, out, num_workers=0, overwrite=True)[:2] == (3, 0)    # every file again
+    encoder, info = load_encoder(other)
+    for t in scan_folder(data, SR, verbose=False)[0]:
+        with torch.no_grad():
+            direct = encoder(track_chunks(t, info["chunk_samples"])).mean(0).numpy()
+        np.testing.assert_allclose(np.load(out / (t.path.rsplit("/", 1)[1] + ".npy")), direct, rtol=1e-5, atol=1e-6)
+    # the same encoder again: only a changed source file is exported again
+    write_tracks(data, 1, seconds=2.0, seed=5)                                       # track000.wav rewritten
+    assert export(other, data, out, num_workers=0)[:2] == (1, 2)
+    with pytest.raises(MixedExport, match="timestamps"):
+        export(other, data, out, timestamps=True, num_workers=0)
+
+
 def test_export_with_timestamps(ckpt, tmp_path):
     data = tmp_path / "music"
     write_tracks(data, 2, seconds=1.0)

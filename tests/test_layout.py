@@ -15,9 +15,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ssl_min"
 # The parts, lowest first: a module may import its own part and the parts before it, never after.
-PARTS = ["augment", "models", "objectives", "runtime", "data", "evaluate"]
+PARTS = ["augment", "models", "objectives", "runtime", "data", "evaluate", "visual"]
 TOP = len(PARTS)                       # ssl_min/*.py: config, hear and the `python -m` entry points
-ENTRY_POINTS = {"embed", "prepare", "demo"}
+ENTRY_POINTS = {"embed", "prepare", "demo", "plot", "neighbors"}
 
 
 def modules():
@@ -102,7 +102,8 @@ def test_the_public_names():
     assert isinstance(chain, Compose) and chain(torch.zeros(2, 1, 800)).shape == (2, 1, 800)
 
 
-@pytest.mark.parametrize("module", ["ssl_min.embed", "ssl_min.prepare", "ssl_min.demo"])
+@pytest.mark.parametrize("module", ["ssl_min.embed", "ssl_min.prepare", "ssl_min.demo", "ssl_min.plot",
+                                    "ssl_min.neighbors"])
 def test_python_dash_m_entry_points_run(module, tmp_path):
     log = tmp_path / "out.txt"
     with open(log, "w") as f:

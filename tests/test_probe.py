@@ -58,6 +58,7 @@ def test_end_to_end_three_rows_chosen_heads_and_a_named_result_file(checkpoint, 
     out = capsys.readouterr().out
     assert "carved" in out and "re-estimated" in out
     assert report == json.loads((checkpoint.parent / "probe_checkpoint.json").read_text())
+    assert (checkpoint.parent / "probe_checkpoint.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")   # its bars
     assert set(report["results"]) == {"pretrained", "random_init", "mfcc"}
     for r in report["results"].values():
         assert r["tags_left_out"] == ["all"] and r["tags_scored"] == 2       # 'all' has no negative

@@ -165,7 +165,7 @@ def test_resume_refuses_to_change_the_run(audio_dir, tmp_path):
         run(audio_dir, tmp_path / "r", "--resume", "--lr", "0.5")
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(audio_dir, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(audio_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "nan"
     calls = {"n": 0}
     from ssl_min.objectives import NTXent
@@ -182,6 +182,12 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(audio_dir, tmp
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert f"{out / 'checkpoint.pt'} (step 2) is untouched" in capsys.readouterr().out     # says only what is true
+    calls["n"] = 0                                     # the third loss again, now before any checkpoint
+    with pytest.raises(SystemExit):
+        run(audio_dir, tmp_path / "nan_early", "--max_steps", "10", "--ckpt_every", "5")
+    assert "no checkpoint had been written yet" in capsys.readouterr().out
+    assert not (tmp_path / "nan_early" / "checkpoint.pt").exists()
 
 
 def start(audio_dir, out, log, *extra, ignore_sigint=False):
@@ -304,6 +310,25 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(audio_dir, tmp
     assert torch.load(split / "checkpoint.pt", weights_only=True)["step"] == 10
 
 
+def test_a_new_run_into_a_folder_killed_before_its_first_checkpoint_starts_clean(audio_dir, tmp_path):
+    # An epoch is 10 steps (10 tracks, batch 4), checkpoints every 100: the kill during step 6 leaves
+    # metrics.jsonl with steps 1-5 and config.json, but no checkpoint.pt.
+    out = tmp_path / "killed"
+    argv = [*TINY, "--data", str(audio_dir), "--out", str(out), "--max_steps", "100", "--ckpt_every", "100"]
+    child = subprocess.run([sys.executable, "-c", KILL_AT_STEP.format(root=str(ROOT), at=6, sig=int(signal.SIGKILL),
+                                                                       argv=argv)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL and not (out / "checkpoint.pt").exists()
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    log = tmp_path / "again.log"
+    with open(log, "w") as f:
+        code = subprocess.call([sys.executable, str(ROOT / "train.py"), *argv[:-4], "--max_steps", "3"], cwd=ROOT,
+                               stdout=f, stderr=subprocess.STDOUT)
+    assert code == 0 and "stopped before its first checkpoint" in log.read_text()
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert json.loads((out / "config.json").read_text())["max_steps"] == 3
+
+
 def test_two_processes_under_torchrun(audio_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",  # a free port
@@ -316,6 +341,36 @@ def test_two_processes_under_torchrun(audio_dir, tmp_path):
     assert ckpt["step"] == 3 and len(ckpt["rng"]["augment"]) == 2
     assert "2 process(es)" in proc.stdout
     assert len(losses(out)) == 3                                   # only rank 0 writes
+
+
+SLOW_BUILD = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+import train
+real = train.open_tracks
+def open_tracks(*args, **kw):
+    if os.environ["RANK"] == "0" and kw.get("build", True):   # rank 0's data build outlasts the timeout
+        t = time.monotonic()
+        while time.monotonic() - t < {seconds}:
+            pass
+    return real(*args, **kw)
+train.open_tracks = open_tracks
+from ssl_min.runtime.distributed import run_script
+run_script(lambda: train.main(sys.argv[1:]))
+"""
+
+
+def test_two_processes_start_even_when_the_data_build_outlasts_the_collective_timeout(audio_dir, tmp_path):
+    """Rank 0 builds the data for 3x the group's timeout; rank 1 waits in no collective that times out."""
+    out, script = tmp_path / "ddp", tmp_path / "slow.py"
+    script.write_text(SLOW_BUILD.format(root=str(ROOT), seconds=9))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           "--data", str(audio_dir), "--out", str(out), *TINY, "--max_steps", "3", "--precision", "fp32",
+           "--dist_timeout", "3"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
 
 
 @pytest.mark.parametrize("body, code, stdout, stderr", [

@@ -1,19 +1,29 @@
-"""The decode-once cache: every track decoded once, mono, at the model's rate, into one array.
+"""The decode-once cache: every track decoded once, mono, at the model's rate, one file per track.
 
-    DST/audio.npy    int16 (or float32) samples of all tracks end to end, read as a memmap
-    DST/index.json   per track: path, offset, length; and what the cache was built from
+    DST/tracks/<key>.npy   one track's samples, int16 (or float32), read as a memmap; <key> names
+                           the file it came from (path, size, mtime), the rate and the dtype
+    DST/index.json         the tracks of the last build in order (path, file, length, ...), the
+                           files that failed to decode (named, with the reason) and those the scan
+                           skipped
 
-Training then draws a chunk with a slice instead of decoding compressed audio at every step.
-`ensure_cache` builds it when missing or stale (a file added, removed or changed: size, mtime) and
-reuses it otherwise; `load_cache` reads it back as CachedTracks, the same Tracks (same length, same
-offset grid) whose `read` is a slice. Same samples as reading the files (the pipeline is the same:
-mono mean, then torchaudio's resample); int16 rounds them to 1/32767, float32 keeps them.
-Default place: FOLDER/.ssl_min_cache/<rate>hz (hidden: never scanned as audio).
+A start decodes only what no file of DST/tracks holds yet: a new or changed file gets a new key, a
+removed one's file is deleted, everything else is reused. Each track's file is written whole or not
+at all (a temporary name, then a rename), so a kill keeps every track decoded before it, and the
+next start picks up from there. A file that fails while decoding is named in the log and the index
+and left out; the others are kept. Decoding streams in blocks of BLOCK samples (Track.read, which
+equals the whole resampled track sample for sample), so a worker's memory stays bounded however long
+the file is; the worker count follows the cores and the available memory.
+
+`ensure_cache` builds or reuses; `load_cache` reads it back as CachedTracks: the same Tracks (same
+length, same offset grid) whose `read` is a slice of the memmap. Same samples as reading the files:
+int16 rounds them to 1/32767, float32 keeps them. Default place FOLDER/.ssl_min_cache/<rate>hz
+(hidden: never scanned as audio), or under ~/.cache/ssl_min when the folder is read-only.
 """
 import hashlib
 import json
 import multiprocessing
 import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +33,32 @@ from tqdm import tqdm
 from ssl_min.data.audio import Track
 from ssl_min.runtime.atomic import atomic_write, write_text_atomic
 
-
 PCM = {".wav", ".aiff", ".aif"}   # read as fast as a cache when already at the model's rate
+BLOCK = 1 << 20                   # model-rate samples decoded at a time (a worker holds a few times this)
+OPEN_MAPS = 64                    # memmaps a process keeps open (a library has more tracks than file handles)
+_maps = OrderedDict()
 
 
 class CachedTrack(Track):
-    """A track decoded once into the cache's memmap: the same Track (so the same length and the
-    same offset grid as reading the file), but `read` is a slice instead of a decode."""
+    """A track decoded once into its own .npy: the same Track, but `read` is a slice of a memmap
+    (opened on first use, at most OPEN_MAPS kept open per process)."""
 
-    def __init__(self, path, frames, file_rate, channels, sample_rate, array, offset, scale):
+    def __init__(self, path, frames, file_rate, channels, sample_rate, file, scale, offset=0):
         super().__init__(path, frames, file_rate, channels, sample_rate)
-        self.array, self.offset, self.scale = array, offset, scale
+        self.file, self.scale, self.offset = str(file), scale, offset
+
+    def samples(self):
+        array = _maps.pop(self.file, None)
+        if array is None:
+            array = np.load(self.file, mmap_mode="r")
+            if len(_maps) >= OPEN_MAPS:
+                _maps.popitem(last=False)                     # the least recently used
+        _maps[self.file] = array
+        return array
 
     def read(self, start, n):
-        a = self.array[self.offset + start:self.offset + min(start + n, self.length)]
+        lo = self.offset + start
+        a = self.samples()[lo:self.offset + min(start + n, self.length)]
         x = torch.from_numpy(np.asarray(a, dtype=np.float32) * self.scale)
         return torch.nn.functional.pad(x, (0, n - x.shape[0]))
 
@@ -44,74 +66,64 @@ class CachedTrack(Track):
         return self.read(0, self.length)
 
 
-def load_cache(cache_dir):
-    """A folder written by `python -m ssl_min.prepare` -> ([CachedTrack], sample_rate)."""
-    meta = json.loads((Path(cache_dir) / "index.json").read_text())
-    array = np.load(Path(cache_dir) / "audio.npy", mmap_mode="r")
-    scale = 1 / 32767 if array.dtype == np.int16 else 1.0
-    tracks = [CachedTrack(t["path"], t["frames"], t["file_rate"], t["channels"], meta["sample_rate"],
-                          array, t["offset"], scale) for t in meta["tracks"]]
-    return tracks, meta["sample_rate"]
+def track_key(track, sample_rate, dtype):
+    """The file's path, size and mtime, the rate and the dtype -> a name for its decoded samples."""
+    st = os.stat(track.path)
+    return hashlib.sha1(json.dumps([track.path, st.st_size, st.st_mtime_ns, sample_rate, dtype]).encode()).hexdigest()[:24]
 
 
 def is_cache(folder):
-    """A folder written by `python -m ssl_min.prepare` (or train.py's automatic cache)."""
-    return (Path(folder) / "index.json").exists() and (Path(folder) / "audio.npy").exists()
+    """A folder written by ensure_cache (or `python -m ssl_min.prepare`, or a cache of the single-array
+    format of earlier versions: audio.npy)."""
+    folder = Path(folder)
+    return (folder / "index.json").exists() and ((folder / "tracks").is_dir() or (folder / "audio.npy").exists())
 
 
-def _decode(track):
-    return track.read_all().numpy()
+def load_cache(cache_dir):
+    """A cache folder -> ([CachedTrack], sample_rate)."""
+    cache_dir = Path(cache_dir)
+    meta = json.loads((cache_dir / "index.json").read_text())
+    scale = 1 / 32767 if meta.get("dtype", "int16") == "int16" else 1.0
+    if "format" not in meta:                                  # earlier versions: one array, tracks end to end
+        scale = 1 / 32767 if np.load(cache_dir / "audio.npy", mmap_mode="r").dtype == np.int16 else 1.0
+        return [CachedTrack(t["path"], t["frames"], t["file_rate"], t["channels"], meta["sample_rate"],
+                            cache_dir / "audio.npy", scale, t["offset"]) for t in meta["tracks"]], meta["sample_rate"]
+    return [CachedTrack(t["path"], t["frames"], t["file_rate"], t["channels"], meta["sample_rate"],
+                        cache_dir / "tracks" / t["file"], scale) for t in meta["tracks"]], meta["sample_rate"]
 
 
-def source_key(tracks, sample_rate, dtype):
-    """What the cache was built from: every file's path, size and mtime, the rate, the dtype."""
-    stats = []
-    for t in tracks:
-        st = os.stat(t.path)
-        stats.append((t.path, st.st_size, st.st_mtime_ns))
-    return hashlib.sha1(json.dumps([stats, sample_rate, dtype]).encode()).hexdigest()
+def decode_track(job):
+    """job: (track, destination, dtype) -> (path, None) once destination holds the whole track, or
+    (path, the reason it failed). Streams in blocks; never raises (a pool must outlive a bad file)."""
+    track, dst, dtype = job
+    block = track.ratio[1] * (BLOCK // track.ratio[1])           # on the resampler's grid
 
+    def write(tmp):
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(track.length,))
+        for start in range(0, track.length, block):
+            x = track.read(start, min(block, track.length - start)).numpy()
+            out[start:start + len(x)] = np.round(np.clip(x, -1, 1) * 32767) if dtype == "int16" else x
+        out.flush()
+        del out
 
-def _decode_into(path, tracks, offsets, sample_rate, dtype, workers, verbose):
-    """Every track decoded into one .npy memmap at `path`, end to end, in `workers` processes."""
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(int(offsets[-1]),))
-    # spawn, not fork: a forked child of a process that already ran torch ops can deadlock.
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
-    decoded = pool.imap(_decode, tracks, chunksize=1) if pool else map(_decode, tracks)
-    # counted in samples (integers: a float sum of hours overshot its total), shown in hours
-    bar = tqdm(total=int(offsets[-1]), unit_scale=1 / (sample_rate * 3600), desc="decoding once", disable=not verbose,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]")
     try:
-        for i, x in enumerate(decoded):
-            x = x[:tracks[i].length]
-            if dtype == "int16":
-                x = np.round(np.clip(x, -1, 1) * 32767)
-            array[offsets[i]:offsets[i] + len(x)] = x      # a short decode stays zero-padded
-            bar.update(int(tracks[i].length))
-    finally:
-        bar.close()
-        if pool:
-            pool.close()
-    array.flush()
-    del array
+        atomic_write(dst, write)
+        return track.path, None
+    except Exception as e:  # noqa: BLE001 (any decoder error: the file is named and skipped)
+        return track.path, f"decoding failed ({type(e).__name__}: {str(e)[:120]})"
 
 
-def write_cache(tracks, dst, sample_rate, dtype="int16", workers=2, source="", skipped=None, verbose=True):
-    """Decode `tracks` (model rate, mono) into dst/audio.npy + dst/index.json."""
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    offsets = np.concatenate([[0], np.cumsum([t.length for t in tracks])])
-    atomic_write(dst / "audio.npy", lambda tmp: _decode_into(tmp, tracks, offsets, sample_rate, dtype, workers, verbose))
-    index = {"sample_rate": sample_rate, "dtype": dtype, "source": str(source), "skipped": skipped or {},
-             "source_key": source_key(tracks, sample_rate, dtype),
-             "tracks": [{"path": t.path, "offset": int(o), "length": t.length, "frames": t.frames,
-                         "file_rate": t.file_rate, "channels": t.channels}
-                        for t, o in zip(tracks, offsets[:-1])]}
-    write_text_atomic(dst / "index.json", json.dumps(index, indent=1))
-    if verbose:
-        size = (dst / "audio.npy").stat().st_size
-        print(f"wrote {len(tracks)} tracks, {offsets[-1] / sample_rate / 3600:.2f} h at {sample_rate} Hz "
-              f"({dtype}, {size / 2**20:.0f} MiB) to {dst}")
+def worker_count(requested, n_jobs):
+    """Processes to decode with: requested, else the cores, fewer when the available memory could not
+    hold that many workers' blocks (~64 MB each with a long stereo file's context)."""
+    if requested:
+        return max(1, min(requested, n_jobs))
+    cores = os.cpu_count() or 1
+    try:
+        available = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
+    except (OSError, StopIteration, ValueError):
+        available = 1 << 34
+    return max(1, min(cores, n_jobs, available // (64 << 20) // 2))
 
 
 def default_cache_dir(folder, sample_rate):
@@ -129,23 +141,58 @@ def needs_cache(tracks, sample_rate):
     return any(Path(t.path).suffix.lower() not in PCM or t.file_rate != sample_rate for t in tracks)
 
 
-def ensure_cache(tracks, folder, sample_rate, cache_dir=None, dtype="int16", workers=None, skipped=None):
-    """The cache of `tracks` at cache_dir (default: default_cache_dir), built if missing or stale
-    (any file added, removed or changed) -> its folder. Says what it did."""
+def ensure_cache(tracks, folder, sample_rate, cache_dir=None, dtype="int16", workers=None, skipped=None, verbose=True):
+    """The cache of `tracks` at cache_dir (default: default_cache_dir), brought up to date: only
+    tracks without a decoded file are decoded, files of tracks no longer there are deleted -> its
+    folder. Says what it reused, decoded, dropped and could not decode."""
+    say = print if verbose else (lambda *a, **k: None)
     cache_dir = Path(cache_dir or default_cache_dir(folder, sample_rate))
-    index = cache_dir / "index.json"
-    if index.exists() and (cache_dir / "audio.npy").exists():
+    (cache_dir / "tracks").mkdir(parents=True, exist_ok=True)
+    keys = {t.path: track_key(t, sample_rate, dtype) for t in tracks}
+    have = {p.stem for p in (cache_dir / "tracks").glob("*.npy")}
+    old = json.loads((cache_dir / "index.json").read_text()) if (cache_dir / "index.json").exists() else {}
+    known_bad = {p: r for p, r in old.get("failed", {}).items() if old.get("failed_keys", {}).get(p) == keys.get(p)}
+    todo = [t for t in tracks if keys[t.path] not in have and t.path not in known_bad]
+    failed = dict(known_bad)
+    if not todo and {k for p, k in keys.items() if p not in failed} == have and old.get("format") == 2:
+        say(f"decode-once cache: reusing {cache_dir} ({len(have)} tracks"
+            + (f"; {len(failed)} could not be decoded, named in index.json)" if failed else ")"))
+        return cache_dir
+    if todo:
+        n = worker_count(workers, len(todo))
+        say(f"decode-once cache {cache_dir}: {len(tracks) - len(todo) - len(known_bad)} tracks reused, decoding "
+            f"{len(todo)} files once ({n} process(es))")
+        jobs = [(t, cache_dir / "tracks" / f"{keys[t.path]}.npy", dtype) for t in todo]
+        by_path = {t.path: t for t in todo}
+        # spawn, not fork: a forked child of a process that already ran torch ops can deadlock.
+        pool = multiprocessing.get_context("spawn").Pool(n) if n > 1 else None
+        bar = tqdm(total=sum(t.length for t in todo), unit_scale=1 / (sample_rate * 3600), desc="decoding once",
+                   disable=not verbose,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]")
         try:
-            if json.loads(index.read_text()).get("source_key") == source_key(tracks, sample_rate, dtype):
-                size = (cache_dir / "audio.npy").stat().st_size
-                print(f"decode-once cache: reusing {cache_dir} ({size / 2**20:.0f} MiB)")
-                return cache_dir
-        except (OSError, json.JSONDecodeError):
-            pass
-        print(f"decode-once cache: {cache_dir} is stale (files changed); rebuilding it")
-    else:
-        print(f"decode-once cache: decoding {len(tracks)} files once into {cache_dir}")
-    write_cache(tracks, cache_dir, sample_rate, dtype, workers or os.cpu_count() or 1, folder, skipped)
+            for path, error in (pool.imap_unordered(decode_track, jobs) if pool else map(decode_track, jobs)):
+                if error:
+                    failed[path] = error
+                    say(f"\nskipped {path}: {error}")
+                bar.update(by_path[path].length)
+        finally:
+            bar.close()
+            if pool:
+                pool.close()
+    keep = {keys[t.path] for t in tracks if t.path not in failed}
+    dropped = [p for p in (cache_dir / "tracks").glob("*.npy") if p.stem not in keep]
+    for p in dropped:                                 # removed or changed files: forget their samples
+        p.unlink()
+    (cache_dir / "audio.npy").unlink(missing_ok=True)  # the single array of earlier versions, replaced
+    good = [t for t in tracks if t.path not in failed]
+    index = {"format": 2, "sample_rate": sample_rate, "dtype": dtype, "source": str(folder), "skipped": skipped or {},
+             "failed": failed, "failed_keys": {p: keys[p] for p in failed},
+             "tracks": [{"path": t.path, "file": f"{keys[t.path]}.npy", "length": t.length, "frames": t.frames,
+                         "file_rate": t.file_rate, "channels": t.channels} for t in good]}
+    write_text_atomic(cache_dir / "index.json", json.dumps(index, indent=1))
+    hours = sum(t.length for t in good) / sample_rate / 3600
+    size = sum(p.stat().st_size for p in (cache_dir / "tracks").glob("*.npy"))
+    say(f"decode-once cache {cache_dir}: {len(good)} tracks, {hours:.2f} h at {sample_rate} Hz ({dtype}, "
+        f"{size / 2**20:.0f} MiB); {len(todo) - (len(failed) - len(known_bad))} decoded now, {len(dropped)} dropped"
+        + (f", {len(failed)} could not be decoded (named in index.json)" if failed else ""))
     return cache_dir
-
-

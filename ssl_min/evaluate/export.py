@@ -10,12 +10,18 @@ b.mp3 and b.wav never collide):
 * --timestamps: (n_chunks, D) per-chunk embeddings, and OUT/a/b.mp3.times.npy (n_chunks,) with
   each chunk's centre time in seconds.
 OUT/index.csv lists every exported file (file, seconds, shape). Unreadable, silent or corrupt files
-are skipped and named; a second run skips files already exported. The checkpoint may be ssl_min's
+are skipped and named. OUT/export.json records what wrote the folder: the encoder's weights (a
+fingerprint), the rate, the chunk length, --timestamps, and each source file's size and mtime. A
+second run with the same encoder and settings exports only new or changed files; with another
+encoder or other settings it refuses in one line (--overwrite re-exports everything), so a folder
+never holds the embeddings of two models. The checkpoint may be ssl_min's
 or CLMR's (ssl_min/models/load.py). Inference is batched across files, no gradients, in eval mode.
 """
 import argparse
 import csv
 import io
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +30,7 @@ from tqdm import tqdm
 
 from ssl_min.data.source import open_tracks
 from ssl_min.evaluate.extract import chunk_batches
-from ssl_min.models.load import load_encoder, pick_device
+from ssl_min.models.load import load_encoder, pick_device, weights_id
 from ssl_min.runtime.atomic import atomic_write, write_text_atomic
 from ssl_min.runtime.cpu_memory import keep_freed_memory
 from ssl_min.runtime.formulation import resolve_conv
@@ -40,44 +46,77 @@ def save_npy(path, array):
     atomic_write(path, write)
 
 
-def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2, device="cpu", conv="reference"):
+def track_embeddings(encoder, tracks, chunk, batch_size=64, num_workers=2, device="cpu"):
+    """Yields (i, (n_chunks, D) float32) for each track i in order: the encoder's embedding of every
+    non-overlapping chunk, batched across tracks, eval mode, no gradients (the exporter's and the
+    neighbours page's embeddings)."""
+    pending = {}
+    encoder.eval()
+    with torch.no_grad():
+        for x, owner in chunk_batches(tracks, chunk, batch_size, num_workers):
+            h = encoder(x.to(device)).float().cpu()                      # (b, D)
+            for i in owner.unique().tolist():
+                pending.setdefault(i, []).append(h[owner == i])
+            for i in [i for i in pending if i < int(owner.max())]:       # tracks come in order
+                yield i, torch.cat(pending.pop(i))
+    for i in sorted(pending):
+        yield i, torch.cat(pending.pop(i))
+
+
+class MixedExport(ValueError):
+    """An export folder written by another encoder or with other settings: said in one line."""
+
+
+def export_settings(encoder, info, timestamps):
+    """What must match for two runs to write into one folder (the formulation may differ: it rounds
+    differently, it is the same function)."""
+    return {"encoder": weights_id(encoder), "source": info["source"], "sample_rate": info["sample_rate"],
+            "chunk_samples": info["chunk_samples"], "timestamps": bool(timestamps)}
+
+
+def source_stamp(path):
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2, device="cpu", conv="reference",
+           overwrite=False):
     """-> (n exported now, n already there, ScanReport of skipped files). conv: "reference", "fast"
-    or "auto" (measured here, said)."""
+    or "auto" (measured here, said). Raises MixedExport when `out` holds another encoder's export
+    (or another setting's) and not `overwrite`."""
     encoder, info = load_encoder(checkpoint)
     rate, chunk = info["sample_rate"], info["chunk_samples"]
     encoder.conv, line = resolve_conv(conv, device, info["arch"], chunk)
     print(line)
     encoder = encoder.to(device)
-    tracks, report = open_tracks(data, rate, cache="off")
     data, out = Path(data), Path(out)
+    settings, record = export_settings(encoder, info, timestamps), out / "export.json"
+    previous = json.loads(record.read_text()) if record.exists() else None
+    if previous is None and not overwrite and out.is_dir() and any(out.rglob("*.npy")):
+        raise MixedExport(f"{out} holds .npy files but no export.json (an export of unknown origin): pass "
+                          "--overwrite to export into it again, or choose another --out")
+    if previous is not None and previous["settings"] != settings and not overwrite:
+        changed = sorted(k for k in settings if previous["settings"].get(k) != settings[k])
+        raise MixedExport(f"{out} holds an export with another {', '.join(changed)} (export.json): pass --overwrite "
+                          "to re-export every file, or choose another --out")
+    stamps = {} if previous is None or overwrite or previous["settings"] != settings else previous["files"]
+    tracks, report = open_tracks(data, rate, cache="off")
     target = {t.path: out / (str(Path(t.path).relative_to(data)) + ".npy") for t in tracks}
-    todo = [t for t in tracks if not target[t.path].exists()]
+    todo = [t for t in tracks if not target[t.path].exists() or stamps.get(t.path) != source_stamp(t.path)]
     print(f"{info['source']} encoder, {rate} Hz, {chunk}-sample chunks: {len(todo)} files to export, "
           f"{len(tracks) - len(todo)} already in {out}")
-    pending, done = {}, 0
-
-    def flush(i):
-        nonlocal done
-        feats = torch.cat(pending.pop(i)).numpy()                      # (n_chunks, D)
+    done = 0
+    bar = tqdm(total=len(todo), unit="file", desc="embedding")
+    for i, feats in track_embeddings(encoder, todo, chunk, batch_size, num_workers, device):
+        feats = feats.numpy()                                             # (n_chunks, D)
         path = target[todo[i].path]
         if timestamps:
             save_npy(path.with_name(path.name[:-4] + ".times.npy"),
                      ((np.arange(len(feats)) + 0.5) * chunk / rate).astype(np.float32))
         save_npy(path, feats if timestamps else feats.mean(0))
+        stamps[todo[i].path] = source_stamp(todo[i].path)
         done += 1
-
-    bar = tqdm(total=len(todo), unit="file", desc="embedding")
-    with torch.no_grad():
-        for x, owner in chunk_batches(todo, chunk, batch_size, num_workers):
-            h = encoder(x.to(device)).float().cpu()                      # (b, D)
-            for i in owner.unique().tolist():
-                pending.setdefault(i, []).append(h[owner == i])
-            for i in [i for i in pending if i < int(owner.max())]:       # tracks come in order
-                flush(i)
-                bar.update(1)
-        for i in list(pending):
-            flush(i)
-            bar.update(1)
+        bar.update(1)
     bar.close()
     rows = [["file", "seconds", "shape"]]
     for t in tracks:
@@ -86,7 +125,10 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     text = buf.getvalue()
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "index.csv", text)
+    write_text_atomic(record, json.dumps({"checkpoint": str(checkpoint), "settings": settings,
+                                          "files": {t.path: stamps[t.path] for t in tracks}}, indent=1))
     print(f"exported {done} files to {out} ({len(tracks) - done} already there); index {out / 'index.csv'}")
     if report.skipped:
         print(report.summary(len(tracks) + report.n_skipped))
@@ -102,6 +144,8 @@ def main(argv=None):
     ap.add_argument("--batch_size", type=int, default=64, help="chunks per forward pass")
     ap.add_argument("--num_workers", type=int, default=2, help="DataLoader workers decoding files")
     ap.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu' or 'cuda'")
+    ap.add_argument("--overwrite", action="store_true", help="export every file again into an OUT that another "
+                    "encoder or other settings wrote (without it such an OUT is refused)")
     ap.add_argument("--conv", choices=["auto", "reference", "fast"], default="auto",
                     help="the encoder's formulation: CLMR's module stack, the fast CPU one, or whichever is "
                     "measured faster here (CUDA: the reference)")
@@ -109,4 +153,7 @@ def main(argv=None):
     device = pick_device(a.device)
     if device.type == "cpu":
         keep_freed_memory()                                      # faster extraction: cpu_memory.py
-    export(a.checkpoint, a.data, a.out, a.timestamps, a.batch_size, a.num_workers, device, a.conv)
+    try:
+        export(a.checkpoint, a.data, a.out, a.timestamps, a.batch_size, a.num_workers, device, a.conv, a.overwrite)
+    except MixedExport as e:
+        raise SystemExit(f"embed: {e}")

@@ -15,6 +15,7 @@ statistics at their initial values (mean 0, variance 1), which is an unfair base
 """
 import hashlib
 import json
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -74,10 +75,16 @@ def extract(extractors, sets, chunk, device, batch=64, num_workers=0, dtype=torc
     return out
 
 
+def file_stamp(path):
+    """(size, mtime in ns) of a file: with its path, what names its content in a cache key."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
 def cached_extract(extractors, keys, sets, chunk, device, cache_dir, **kw):
     """extract(), with each extractor's features cached in cache_dir under a hash of its key
-    (weights id or settings), the chunk length and the tracks of every split."""
-    tracks = {s: [t.path for t in ls.tracks] for s, ls in sets.items()}
+    (weights id or settings), the chunk length and the tracks of every split (path, size, mtime)."""
+    tracks = {s: [(t.path, *file_stamp(t.path)) for t in ls.tracks] for s, ls in sets.items()}   # changed files: new key
     paths = {name: Path(cache_dir) / (hashlib.sha1(json.dumps([keys[name], chunk, tracks]).encode())
                                       .hexdigest()[:16] + ".pt") for name in extractors}
     out = {name: torch.load(p, weights_only=True) for name, p in paths.items() if p.exists()}

@@ -14,6 +14,7 @@ Accepted:
   is replaced by an identity in SimCLR (a supervised `fc` is dropped here). `clmr_to_ssl_min`
   renames those keys to ours, one explicit mapping; the result then loads strictly.
 """
+import hashlib
 import pickle
 
 import torch
@@ -85,3 +86,9 @@ def _clmr(state, source, conv):
     encoder.load_state_dict(clmr_to_ssl_min(state, CLMR_INFO["n_blocks"]))       # strict
     return encoder, {"sample_rate": CLMR_INFO["sample_rate"], "chunk_samples": CLMR_INFO["chunk_samples"],
                      "source": source, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten"), "train_config": None}
+
+
+def weights_id(module) -> str:
+    """A fingerprint of a module's weights and buffers (sha1 of every tensor's bytes, in order): what
+    names an encoder in a feature cache or an export, whatever file it was loaded from."""
+    return hashlib.sha1(b"".join(v.detach().cpu().numpy().tobytes() for v in module.state_dict().values())).hexdigest()

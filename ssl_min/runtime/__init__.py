@@ -7,6 +7,7 @@ budget, and the measured choices of how to compute (precision, formulation, allo
     precision.py     --precision auto: bf16 only where native and measured faster
     formulation.py   --conv auto: CLMR's module stack or the fast one, measured
     cpu_memory.py    glibc's allocator told to keep freed memory (a CPU step's big activations)
+    sync_bn.py       --sync_bn: BatchNorm statistics over every process's batch
 """
 from ssl_min.runtime.atomic import atomic_write, save_atomic, trim_metrics, write_text_atomic
 from ssl_min.runtime.budget import TimeBudget

@@ -2,6 +2,7 @@
 
     setup(device)   torchrun's WORLD_SIZE / RANK / LOCAL_RANK -> Processes(world, rank, device, master);
                     gloo on CPUs, NCCL on GPUs; one process when WORLD_SIZE is unset
+    rank0_first(p, work) work() on rank 0 while the others wait, in no collective that can time out
     agree(p, loss, stop) -> (mean loss over processes, whether any process asked to stop): one
                     all-reduce per step carries both, so every rank stops at the same step boundary
                     (a rank that stopped alone would wait in a collective the others never join)
@@ -13,6 +14,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -29,12 +31,14 @@ class Processes:
         return self.rank == 0
 
 
-def setup(device_type):
-    """device_type: 'cpu' or 'cuda' (already resolved) -> Processes; joins torchrun's group."""
+def setup(device_type, timeout_s=0.0):
+    """device_type: 'cpu' or 'cuda' (already resolved) -> Processes; joins torchrun's group.
+    timeout_s: how long a collective may wait before the run fails (0: torch's default)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank, local_rank = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
     if world > 1:
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=timeout_s) if timeout_s > 0 else None)
     device = torch.device(f"cuda:{local_rank}" if device_type == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -47,6 +51,24 @@ def agree(p, loss, *flags):
     if p.world > 1:
         dist.all_reduce(reduced)
     return (reduced[0].item() / p.world, *(v > 0 for v in reduced[1:].tolist()))
+
+
+def rank0_first(p, work, patience=timedelta(days=365)):
+    """-> work() on rank 0 (None on the others), every process leaving together once it is done.
+
+    Why not a barrier of the default group: its collectives time out (NCCL 10 min, gloo 30, or
+    --dist_timeout), and rank 0's work may be a cache build of hours. The others wait instead in a
+    barrier of a gloo group of their own, made for this wait with a timeout of `patience`; no
+    collective of the default group is pending meanwhile, so its timeout keeps guarding the steps."""
+    if p.world == 1:
+        return work()
+    group = dist.new_group(backend="gloo", timeout=patience)      # every rank makes it, at once
+    try:
+        result = work() if p.master else None
+    finally:
+        dist.barrier(group=group)
+        dist.destroy_process_group(group)
+    return result
 
 
 def broadcast(p, obj):

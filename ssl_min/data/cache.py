@@ -36,6 +36,7 @@ from ssl_min.runtime.atomic import atomic_write, write_text_atomic
 PCM = {".wav", ".aiff", ".aif"}   # read as fast as a cache when already at the model's rate
 BLOCK = 1 << 20                   # model-rate samples decoded at a time (a worker holds a few times this)
 OPEN_MAPS = 64                    # memmaps a process keeps open (a library has more tracks than file handles)
+SMALL_JOB = 600                   # seconds of audio below which decoding stays in this process
 _maps = OrderedDict()
 
 
@@ -98,13 +99,13 @@ def decode_track(job):
     track, dst, dtype = job
     block = track.ratio[1] * (BLOCK // track.ratio[1])           # on the resampler's grid
 
-    def write(tmp):
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(track.length,))
-        for start in range(0, track.length, block):
-            x = track.read(start, min(block, track.length - start)).numpy()
-            out[start:start + len(x)] = np.round(np.clip(x, -1, 1) * 32767) if dtype == "int16" else x
-        out.flush()
-        del out
+    def write(tmp):                               # plain writes: a memmap's dirty pages would count as memory
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                     "shape": (track.length,)})
+            for start in range(0, track.length, block):
+                x = track.read(start, min(block, track.length - start)).numpy()
+                f.write((np.round(np.clip(x, -1, 1) * 32767) if dtype == "int16" else x).astype(dtype).tobytes())
 
     try:
         atomic_write(dst, write)
@@ -113,17 +114,20 @@ def decode_track(job):
         return track.path, f"decoding failed ({type(e).__name__}: {str(e)[:120]})"
 
 
-def worker_count(requested, n_jobs):
+def worker_count(requested, n_jobs, seconds):
     """Processes to decode with: requested, else the cores, fewer when the available memory could not
-    hold that many workers' blocks (~64 MB each with a long stereo file's context)."""
+    hold that many workers (~0.5 GB each, torch included), and one (this process, no pool to start)
+    for less than SMALL_JOB seconds of audio, where starting workers costs more than it saves."""
     if requested:
         return max(1, min(requested, n_jobs))
+    if seconds < SMALL_JOB:
+        return 1
     cores = os.cpu_count() or 1
     try:
         available = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
     except (OSError, StopIteration, ValueError):
         available = 1 << 34
-    return max(1, min(cores, n_jobs, available // (64 << 20) // 2))
+    return max(1, min(cores, n_jobs, available // (512 << 20)))
 
 
 def default_cache_dir(folder, sample_rate):
@@ -159,7 +163,7 @@ def ensure_cache(tracks, folder, sample_rate, cache_dir=None, dtype="int16", wor
             + (f"; {len(failed)} could not be decoded, named in index.json)" if failed else ")"))
         return cache_dir
     if todo:
-        n = worker_count(workers, len(todo))
+        n = worker_count(workers, len(todo), sum(t.length for t in todo) / sample_rate)
         say(f"decode-once cache {cache_dir}: {len(tracks) - len(todo) - len(known_bad)} tracks reused, decoding "
             f"{len(todo)} files once ({n} process(es))")
         jobs = [(t, cache_dir / "tracks" / f"{keys[t.path]}.npy", dtype) for t in todo]

@@ -12,7 +12,10 @@ Across processes (torchrun/DDP) the negatives come from every process: each proc
 embeddings with `gather_with_grad` (ssl_min/objectives/base.py), keeps its own 2N rows as anchors,
 and scores them against all 2kN candidates. The loss it returns is the
 mean over its own anchors; the mean of that over processes is the batch-kN loss, and with DDP's
-gradient averaging the parameter gradients are exactly those of one process with batch kN.
+gradient averaging the parameter gradients are exactly those of one process with batch kN, as long
+as every process computes the same network: true without BatchNorm, or with its statistics over the
+global batch (--sync_bn, ssl_min/runtime/sync_bn.py); with per-process statistics (CLMR's way, the
+default) each process normalises by its own batch, and the two differ by that.
 """
 import torch
 import torch.distributed as dist

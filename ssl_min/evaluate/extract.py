@@ -76,8 +76,12 @@ def extract(extractors, sets, chunk, device, batch=64, num_workers=0, dtype=torc
 
 
 def file_stamp(path):
-    """(size, mtime in ns) of a file: with its path, what names its content in a cache key."""
-    st = os.stat(path)
+    """(size, mtime in ns) of a file: with its path, what names its content in a cache key; (None,
+    None) for a track with no file behind it (made in memory)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None, None
     return st.st_size, st.st_mtime_ns
 
 

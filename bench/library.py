@@ -25,16 +25,11 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from machine import cpu_name  # noqa: E402
 # A wrapper that runs a command and prints the peak resident memory (KiB) of its largest process.
 PEAK = "import resource, subprocess, sys; subprocess.check_call(sys.argv[1:]); " \
        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-
-
-def cpu_name():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def tone(seconds, rate, channels, seed):

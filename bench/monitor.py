@@ -17,15 +17,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from machine import cpu_name  # noqa: E402
 sys.path.insert(0, str(ROOT))
 from ssl_min.data.demo import build  # noqa: E402
-
-
-def cpu_name():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def timed_run(out, preset, extra):

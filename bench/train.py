@@ -19,7 +19,6 @@ near half of the fp32 peak, and the bar is >= 1.5x. The script prints which case
 """
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -35,6 +34,9 @@ from ssl_min.runtime.cpu_memory import keep_freed_memory  # noqa: E402
 from ssl_min.objectives import NTXent  # noqa: E402
 from ssl_min.models import build_model  # noqa: E402
 from ssl_min.runtime.precision import native_bf16  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import cpu_name  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -53,14 +55,6 @@ allocator = ("untouched" if args.as_clmr_runs else keep_freed_memory()) if devic
 def sync():
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def cpu_name():
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def matmul_peak(dtype, n=2048, reps=10, trials=3):

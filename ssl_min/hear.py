@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from ssl_min.data.audio import split_chunks
-from ssl_min.models.load import CLMR_INFO, load_encoder
+from ssl_min.models.load import CLMR_INFO, load_encoder, pick_device
 from ssl_min.models.samplecnn import SampleCNN
 from ssl_min.runtime.formulation import resolve_conv
 
@@ -47,8 +47,7 @@ def load_model(model_file_path: str = "", conv: str = "auto") -> HEARModel:
         encoder, info = SampleCNN(CLMR_INFO["n_blocks"]), {**CLMR_INFO, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten")}
     else:
         encoder, info = load_encoder(model_file_path)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    encoder.conv = resolve_conv(conv, device, info["arch"], info["chunk_samples"])[0]
+    encoder.conv = resolve_conv(conv, pick_device("auto"), info["arch"], info["chunk_samples"])[0]
     return HEARModel(encoder, info["sample_rate"], info["chunk_samples"])
 
 

@@ -1,7 +1,6 @@
 """--sync_bn: two gloo processes with BatchNorm in the model equal one process on the whole batch
 (loss, every gradient, the running statistics); without it they do not."""
 import os
-import socket
 import sys
 
 import torch
@@ -10,12 +9,7 @@ import torch.multiprocessing as mp
 from ssl_min.models import build_model
 from ssl_min.objectives import NTXent
 from ssl_min.runtime.sync_bn import GlobalBatchNorm1d, convert
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_model_loss import _free_port
 
 
 def _worker(rank, world, port, x1, x2, state, sync, out_dir):

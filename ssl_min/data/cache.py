@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from ssl_min.data.audio import Track
+from ssl_min.data.index import ScanReport, file_stamp
 from ssl_min.runtime.atomic import atomic_write, write_text_atomic
 
 PCM = {".wav", ".aiff", ".aif"}   # read as fast as a cache when already at the model's rate
@@ -69,8 +70,7 @@ class CachedTrack(Track):
 
 def track_key(track, sample_rate, dtype):
     """The file's path, size and mtime, the rate and the dtype -> a name for its decoded samples."""
-    st = os.stat(track.path)
-    return hashlib.sha1(json.dumps([track.path, st.st_size, st.st_mtime_ns, sample_rate, dtype]).encode()).hexdigest()[:24]
+    return hashlib.sha1(json.dumps([track.path, file_stamp(track.path), sample_rate, dtype]).encode()).hexdigest()[:24]
 
 
 def is_cache(folder):
@@ -81,16 +81,19 @@ def is_cache(folder):
 
 
 def load_cache(cache_dir):
-    """A cache folder -> ([CachedTrack], sample_rate)."""
+    """A cache folder -> ([CachedTrack], sample_rate, ScanReport of the files the scan skipped)."""
     cache_dir = Path(cache_dir)
     meta = json.loads((cache_dir / "index.json").read_text())
-    scale = 1 / 32767 if meta.get("dtype", "int16") == "int16" else 1.0
-    if "format" not in meta:                                  # earlier versions: one array, tracks end to end
-        scale = 1 / 32767 if np.load(cache_dir / "audio.npy", mmap_mode="r").dtype == np.int16 else 1.0
-        return [CachedTrack(t["path"], t["frames"], t["file_rate"], t["channels"], meta["sample_rate"],
-                            cache_dir / "audio.npy", scale, t["offset"]) for t in meta["tracks"]], meta["sample_rate"]
-    return [CachedTrack(t["path"], t["frames"], t["file_rate"], t["channels"], meta["sample_rate"],
-                        cache_dir / "tracks" / t["file"], scale) for t in meta["tracks"]], meta["sample_rate"]
+    legacy = "format" not in meta                             # earlier versions: one array, tracks end to end
+    dtype = np.load(cache_dir / "audio.npy", mmap_mode="r").dtype if legacy else np.dtype(meta["dtype"])
+    scale = 1 / 32767 if dtype == np.int16 else 1.0
+
+    def where(t):                                             # -> (file, offset in it)
+        return (cache_dir / "audio.npy", t["offset"]) if legacy else (cache_dir / "tracks" / t["file"], 0)
+
+    tracks = [CachedTrack(t["path"], t["frames"], t["file_rate"], t["channels"], meta["sample_rate"], where(t)[0],
+                          scale, where(t)[1]) for t in meta["tracks"]]
+    return tracks, meta["sample_rate"], ScanReport(meta.get("skipped", {}))
 
 
 def decode_track(job):
@@ -158,19 +161,21 @@ def ensure_cache(tracks, folder, sample_rate, cache_dir=None, dtype="int16", wor
     known_bad = {p: r for p, r in old.get("failed", {}).items() if old.get("failed_keys", {}).get(p) == keys.get(p)}
     todo = [t for t in tracks if keys[t.path] not in have and t.path not in known_bad]
     failed = dict(known_bad)
-    if not todo and {k for p, k in keys.items() if p not in failed} == have and old.get("format") == 2:
+    unchanged = old.get("format") == 2 and old.get("skipped") == (skipped or {})   # and the scan's report too
+    if not todo and {k for p, k in keys.items() if p not in failed} == have and unchanged:
         say(f"decode-once cache: reusing {cache_dir} ({len(have)} tracks"
             + (f"; {len(failed)} could not be decoded, named in index.json)" if failed else ")"))
         return cache_dir
     if todo:
-        n = worker_count(workers, len(todo), sum(t.length for t in todo) / sample_rate)
+        samples = sum(t.length for t in todo)
+        n = worker_count(workers, len(todo), samples / sample_rate)
         say(f"decode-once cache {cache_dir}: {len(tracks) - len(todo) - len(known_bad)} tracks reused, decoding "
             f"{len(todo)} files once ({n} process(es))")
         jobs = [(t, cache_dir / "tracks" / f"{keys[t.path]}.npy", dtype) for t in todo]
         by_path = {t.path: t for t in todo}
         # spawn, not fork: a forked child of a process that already ran torch ops can deadlock.
         pool = multiprocessing.get_context("spawn").Pool(n) if n > 1 else None
-        bar = tqdm(total=sum(t.length for t in todo), unit_scale=1 / (sample_rate * 3600), desc="decoding once",
+        bar = tqdm(total=samples, unit_scale=1 / (sample_rate * 3600), desc="decoding once",
                    disable=not verbose,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]")
         try:

@@ -36,6 +36,13 @@ class ScanReport:
         return "\n".join(lines)
 
 
+def file_stamp(path) -> str:
+    """A file's size and mtime (ns), "size:mtime": with its path, what names its content in an index
+    or a cache key. Raises OSError when there is no such file."""
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def scan(paths, sample_rate, cache_file=None, verbose=True):
     """Check each path once -> ([Track], ScanReport). With `cache_file`, results (good and bad)
     are remembered by (path, size, mtime) and only new or changed files are decoded."""
@@ -49,11 +56,10 @@ def scan(paths, sample_rate, cache_file=None, verbose=True):
     for p in paths:
         p = str(p)
         try:
-            st = os.stat(p)
+            key = file_stamp(p)
         except OSError:
             report.add("missing file", p)
             continue
-        key = f"{st.st_size}:{st.st_mtime_ns}"
         entry = cache.get(p)
         if entry is None or entry.get("key") != key:
             try:

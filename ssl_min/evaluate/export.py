@@ -21,13 +21,13 @@ import argparse
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ssl_min.data.index import file_stamp
 from ssl_min.data.source import open_tracks
 from ssl_min.evaluate.extract import chunk_batches
 from ssl_min.models.load import load_encoder, pick_device, weights_id
@@ -74,11 +74,6 @@ def export_settings(encoder, info, timestamps):
             "chunk_samples": info["chunk_samples"], "timestamps": bool(timestamps)}
 
 
-def source_stamp(path):
-    st = os.stat(path)
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
 def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2, device="cpu", conv="reference",
            overwrite=False):
     """-> (n exported now, n already there, ScanReport of skipped files). conv: "reference", "fast"
@@ -102,7 +97,7 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
     stamps = {} if previous is None or overwrite or previous["settings"] != settings else previous["files"]
     tracks, report = open_tracks(data, rate, cache="off")
     target = {t.path: out / (str(Path(t.path).relative_to(data)) + ".npy") for t in tracks}
-    todo = [t for t in tracks if not target[t.path].exists() or stamps.get(t.path) != source_stamp(t.path)]
+    todo = [t for t in tracks if not target[t.path].exists() or stamps.get(t.path) != file_stamp(t.path)]
     print(f"{info['source']} encoder, {rate} Hz, {chunk}-sample chunks: {len(todo)} files to export, "
           f"{len(tracks) - len(todo)} already in {out}")
     done = 0
@@ -114,7 +109,7 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
             save_npy(path.with_name(path.name[:-4] + ".times.npy"),
                      ((np.arange(len(feats)) + 0.5) * chunk / rate).astype(np.float32))
         save_npy(path, feats if timestamps else feats.mean(0))
-        stamps[todo[i].path] = source_stamp(todo[i].path)
+        stamps[todo[i].path] = file_stamp(todo[i].path)
         done += 1
         bar.update(1)
     bar.close()

@@ -15,7 +15,6 @@ statistics at their initial values (mean 0, variance 1), which is an unfair base
 """
 import hashlib
 import json
-import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_min.runtime.atomic import save_atomic
 from ssl_min.data.audio import track_chunks
+from ssl_min.data.index import file_stamp
 
 
 class _TrackChunks(Dataset):
@@ -75,20 +75,18 @@ def extract(extractors, sets, chunk, device, batch=64, num_workers=0, dtype=torc
     return out
 
 
-def file_stamp(path):
-    """(size, mtime in ns) of a file: with its path, what names its content in a cache key; (None,
-    None) for a track with no file behind it (made in memory)."""
+def stamp_or_none(path):
+    """data.index.file_stamp, or None for a track with no file behind it (made in memory)."""
     try:
-        st = os.stat(path)
+        return file_stamp(path)
     except OSError:
-        return None, None
-    return st.st_size, st.st_mtime_ns
+        return None
 
 
 def cached_extract(extractors, keys, sets, chunk, device, cache_dir, **kw):
     """extract(), with each extractor's features cached in cache_dir under a hash of its key
     (weights id or settings), the chunk length and the tracks of every split (path, size, mtime)."""
-    tracks = {s: [(t.path, *file_stamp(t.path)) for t in ls.tracks] for s, ls in sets.items()}   # changed files: new key
+    tracks = {s: [(t.path, stamp_or_none(t.path)) for t in ls.tracks] for s, ls in sets.items()}   # changed files: new key
     paths = {name: Path(cache_dir) / (hashlib.sha1(json.dumps([keys[name], chunk, tracks]).encode())
                                       .hexdigest()[:16] + ".pt") for name in extractors}
     out = {name: torch.load(p, weights_only=True) for name, p in paths.items() if p.exists()}

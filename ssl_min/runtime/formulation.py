@@ -15,12 +15,12 @@ apart and could disagree, so there a CPU takes the fast one unmeasured (pass --c
 """
 import copy
 import os
-import time
 from contextlib import nullcontext
 
 import torch
 
 from ssl_min.models.samplecnn import SampleCNN
+from ssl_min.runtime.precision import best_seconds
 
 MARGIN = 1.1
 SAMPLES_PER_TRIAL = 2 ** 18          # clips per timed pass: this many samples, 2 to 64 clips
@@ -31,9 +31,8 @@ def encoder_seconds(encoder, x, train, dtype=None, trials=5) -> float:
     backward in train mode when `train`, else a forward in eval mode without gradients."""
     encoder.train(train)
     ctx = (lambda: torch.autocast(x.device.type, dtype=dtype)) if dtype not in (None, torch.float32) else nullcontext
-    best = float("inf")
-    for trial in range(trials + 1):
-        t0 = time.perf_counter()
+
+    def step():
         if train:
             with ctx():
                 h = encoder(x)
@@ -41,9 +40,8 @@ def encoder_seconds(encoder, x, train, dtype=None, trials=5) -> float:
         else:
             with torch.no_grad(), ctx():
                 encoder(x)
-        if trial:
-            best = min(best, time.perf_counter() - t0)
-    return best
+
+    return best_seconds(step, trials)
 
 
 def choose_conv(device, arch, chunk, train=True, dtype=None) -> tuple[str, str]:

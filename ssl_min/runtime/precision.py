@@ -33,6 +33,18 @@ def native_bf16(device="cpu") -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+def best_seconds(run, trials) -> float:
+    """The best of `trials` timed calls of run(), after one warm-up call, in seconds (the minimum:
+    what the machine can do, least disturbed by whatever else ran meanwhile)."""
+    run()
+    best = float("inf")
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def conv_step_seconds(bf16: bool, batch=8, channels=64, frames=2187, trials=3) -> float:
     """Best of `trials` forward + backward passes of one channels-last kernel-3 convolution on the
     CPU, in fp32 or under bf16 autocast (after one warm-up pass), in seconds."""
@@ -41,15 +53,13 @@ def conv_step_seconds(bf16: bool, batch=8, channels=64, frames=2187, trials=3) -
     w = (torch.randn(channels, channels, 3, generator=g) / 14).requires_grad_()
     b = torch.zeros(channels, requires_grad=True)
     ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else nullcontext
-    best = float("inf")
-    for trial in range(trials + 1):
-        t0 = time.perf_counter()
+
+    def step():
         with ctx():
             y = conv1d_cl(x, w, b)
         y.float().square().mean().backward()
-        if trial:
-            best = min(best, time.perf_counter() - t0)
-    return best
+
+    return best_seconds(step, trials)
 
 
 def auto_precision(device) -> tuple[str, str]:

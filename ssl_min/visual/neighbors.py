@@ -49,8 +49,8 @@ def tracks_and_labels(data, rate):
                     labels.append(ls.names[int(y)] if ls.task == "multiclass" else None)
         return tracks, labels
     tracks = open_tracks(data, rate, cache="off")[0]
-    folders = [Path(t.path).relative_to(data).parts[0] if len(Path(t.path).relative_to(data).parts) > 1 else None
-               for t in tracks]
+    parts = [Path(t.path).relative_to(data).parts for t in tracks]
+    folders = [p[0] if len(p) > 1 else None for p in parts]
     return tracks, folders if len(set(folders) - {None}) > 1 else [None] * len(tracks)
 
 

@@ -5,8 +5,10 @@
     python probe.py --checkpoint runs/clmr/best.pt --data ~/mtt --mtt_split ~/mtt_split --mlp
 
 Three rows, one protocol:
-  pretrained   the checkpoint's encoder (eval mode, no gradients; the projector is dropped); its
-               output, or with --features blocks the mean and std over time of every block
+  pretrained   the checkpoint's encoder (eval mode, no gradients; the projector is dropped), read
+               two ways: its output (CLMR's protocol), or the mean and std over time of every
+               block (ssl_min/evaluate/blocks.py); --features auto (the default) probes both and
+               keeps, per row, the one that scores higher on the validation split, and says which
   random_init  the same architecture, random weights, BatchNorm statistics re-estimated on the
                training audio (so it is not probed with statistics of mean 0, variance 1)
   mfcc         40 MFCCs + deltas, mean and std over each chunk: the hand-crafted baseline
@@ -48,10 +50,11 @@ parser.add_argument("--task", choices=["auto", "multilabel", "multiclass"], defa
 parser.add_argument("--mtt_split", default=None, help="MagnaTagATune only: folder with train/valid/test .npy split files")
 parser.add_argument("--mlp", action="store_true", help="CLMR's MLP head (512 hidden units, Adam, early stopping) "
                     "instead of the linear one; weight decay chosen from the same grid")
-parser.add_argument("--features", choices=["output", "blocks"], default="output",
-                    help="what the encoder rows read: 'output', the representation (CLMR's protocol), or "
+parser.add_argument("--features", choices=["auto", "output", "blocks"], default="auto",
+                    help="what the encoder rows read: 'output', the representation (CLMR's protocol), "
                     "'blocks', the mean and std over time of every block's activations, concatenated "
-                    "(a layer-wise readout: ssl_min/evaluate/blocks.py)")
+                    "(a layer-wise readout: ssl_min/evaluate/blocks.py), or 'auto': both from one pass, "
+                    "and per row the one with the higher validation score (the test split plays no part)")
 parser.add_argument("--rows", default="pretrained,random_init,mfcc",
                     help="comma-separated rows of the report: pretrained, random_init, mfcc")
 parser.add_argument("--seed", type=int, default=0, help="random-init weights and the MLP head's init and batch order")
@@ -67,7 +70,7 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
     """The report's rows as extractors (B, 1, chunk) -> (B, D), each with a cache key naming its
     weights and readout -> (extractors, keys). The random-init encoder is built from `seed` and its
     BatchNorm statistics re-estimated on `train_tracks` (said in `notes`, a list, and printed)."""
-    readout, suffix = (BlockStats, ":blocks") if features == "blocks" else ((lambda m: m), "")
+    readout, suffix = (BlockStats, ":blocks") if features in ("blocks", "auto") else ((lambda m: m), "")
     suffix += f":{encoder.conv}"                  # the two formulations round differently
     extractors, keys = {}, {}
     if "pretrained" in rows:
@@ -103,16 +106,40 @@ def frozen_features(extractors, keys, sets, chunk, device, cache_dir, num_worker
     return features
 
 
-def probe_features(features, sets, args):
-    """features: {split: (x (n, D), owner (n,))} -> test metrics of the head chosen on valid."""
-    task, names = sets["train"].task, sets["train"].names
-    (xtr, otr), (xv, ov), (xt, ot) = features["train"], features["valid"], features["test"]
+def fit_head(features, sets, args):
+    """features: {split: (x (n, D), owner (n,))} -> (head, its selection info, the test features
+    standardised): the head fitted on train, its L2 strength chosen on valid. No test label read."""
+    (xtr, otr), (xv, ov), (xt, _) = features["train"], features["valid"], features["test"]
     xtr, xv, xt = standardise(xtr, xv, xt)
     head, chosen = select_head((xtr, otr, sets["train"].targets), (xv, ov, sets["valid"].targets),
-                               names, task, mlp=args.mlp, seed=args.seed)
-    test, per_tag = metrics(sets["test"].targets, track_scores(head, xt, ot, len(sets["test"].tracks), task),
+                               sets["train"].names, sets["train"].task, mlp=args.mlp, seed=args.seed)
+    return head, chosen, xt
+
+
+def score_on_test(head, chosen, xt, owner, sets):
+    """The one use of the test split: the chosen head's metrics at track level."""
+    task, names = sets["train"].task, sets["train"].names
+    test, per_tag = metrics(sets["test"].targets, track_scores(head, xt, owner, len(sets["test"].tracks), task),
                             names, task)
     return {**test, "head": chosen, "per_tag": per_tag}
+
+
+def probe_features(features, sets, args):
+    """features: {split: (x (n, D), owner (n,))} -> test metrics of the head chosen on valid."""
+    return score_on_test(*fit_head(features, sets, args), features["test"][1], sets)
+
+
+def choose_readout(features, output_columns, sets, args):
+    """--features auto for one encoder row. features: {split: (block features (n, D), owner)};
+    the encoder's output is their `output_columns`. Both readouts get a head chosen on valid; the
+    one whose head scores higher there is kept (a tie keeps the output) and only its head meets
+    the test split, reported with {"readout": {"chosen", "valid": {readout: score}}}."""
+    candidates = {"output": {s: (x[:, output_columns], o) for s, (x, o) in features.items()}, "blocks": features}
+    fitted = {name: fit_head(feats, sets, args) for name, feats in candidates.items()}
+    valid = {name: info["valid_score"] for name, (_, info, _) in fitted.items()}
+    chosen = "blocks" if valid["blocks"] > valid["output"] else "output"
+    result = score_on_test(*fitted[chosen], features["test"][1], sets)
+    return {**result, "readout": {"chosen": chosen, "valid": valid}}
 
 
 def load_sets(args, sample_rate):
@@ -159,13 +186,20 @@ def main(argv=None):
                                       args.seed, notes)
     features = frozen_features(extractors, keys, sets, chunk, device, Path(args.checkpoint).parent / "embeddings",
                                num_workers=args.num_workers)
-    results = {name: probe_features(features[name], sets, args) for name in rows}
+    if args.features == "auto":                 # encoder rows: the output or every block, chosen on valid
+        columns = BlockStats(encoder).output_columns(chunk)
+        results = {name: choose_readout(features[name], columns, sets, args) if name != "mfcc" else
+                   probe_features(features[name], sets, args) for name in rows}
+    else:
+        results = {name: probe_features(features[name], sets, args) for name in rows}
 
     cols = (["accuracy", "macro_f1"] if task == "multiclass" else []) + ["roc_auc", "pr_auc"]
-    print(f"\n{'encoder':<12}" + "".join(f"{c:>10}" for c in cols) + f"{'head L2':>10}{'valid':>8}")
+    print(f"\n{'encoder':<12}" + "".join(f"{c:>10}" for c in cols) + f"{'head L2':>10}{'valid':>8}  readout")
     for name, r in results.items():
+        readout = ("MFCC statistics" if name == "mfcc" else args.features if "readout" not in r else
+                   f"{r['readout']['chosen']} (valid: " + ", ".join(f"{k} {v:.3f}" for k, v in r["readout"]["valid"].items()) + ")")
         print(f"{name:<12}" + "".join(f"{r[c]:>10.4f}" for c in cols)
-              + f"{r['head']['l2']:>10.0e}{r['head']['valid_score']:>8.3f}")
+              + f"{r['head']['l2']:>10.0e}{r['head']['valid_score']:>8.3f}  {readout}")
     print(f"head chosen on: {results[rows[0]]['head']['criterion']}")
     left = results[rows[0]].get("tags_left_out")
     if left:

@@ -8,8 +8,8 @@
 
 Each step: a batch of pairs -> two random chunks of one track per pair -> random audio effects on
 each -> SampleCNN + projector -> the objective: NT-Xent by default, where the other tracks in the
-batch (on every process) are the negatives; `--objective moco|vicreg|byol` for the others
-(ssl_min/objectives/). Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and
+batch (on every process) are the negatives; `--objective moco|vicreg|byol` for the others, and
+`--objective cpc` learns from single chunks by predicting their next frames (ssl_min/objectives/). Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and
 RUN/best.pt (the lowest loss over a whole epoch). Configuration: ssl_min/config.py.
 """
 import dataclasses
@@ -48,10 +48,10 @@ def training_tracks(cfg, p):
 
 
 def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progress, aug_gen, cfg, device):
-    """One optimizer step on a batch of pairs -> the loss (a 0-d tensor, detached).
-    progress = step / total steps (BYOL's momentum schedule reads it)."""
-    x1, x2, ids = batch
-    x = torch.cat([x1, x2]).to(device, non_blocking=True)              # (2N, 1, T): views stacked
+    """One optimizer step on a batch of pairs (CPC: of single chunks) -> the loss (a 0-d tensor,
+    detached). progress = step / total steps (BYOL's momentum schedule reads it)."""
+    *views, ids = batch
+    x = torch.cat(views).to(device, non_blocking=True)                 # (2N, 1, T): views stacked (CPC: (N, 1, T))
     if cfg.augment_on == "device":
         x = chain(x, generator=aug_gen)
     for g in optimizer.param_groups:
@@ -100,8 +100,9 @@ def main(argv=None):
     # ---- data: an endless stream of pairs; augmentations on the device or in the workers
     torch.manual_seed(cfg.seed)
     chain = chain_for(cfg)
+    views = 1 if cfg.objective == "cpc" else 2                 # CPC learns from one chunk's own future
     dataset = PairDataset(training_tracks(cfg, p), cfg.chunk_samples, seed=cfg.seed, verbose=p.master,
-                          transform=chain if cfg.augment_on == "workers" else None)
+                          transform=chain if cfg.augment_on == "workers" else None, views=views)
     if len(dataset.tracks) < 2:
         raise SystemExit(f"{cfg.data}: {len(dataset.tracks)} usable track(s); contrastive learning needs at least "
                          "2 (the other tracks are the negatives)")
@@ -115,7 +116,8 @@ def main(argv=None):
     aug_gen = torch.Generator(p.device).manual_seed(cfg.seed * 1000 + p.rank)
 
     # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
-    orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.conv).to(p.device)
+    orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.conv,
+                             cfg.objective).to(p.device)
     if cfg.sync_bn:                             # before the momentum copies and the optimizer are made
         orig_model = sync_bn.convert(orig_model, p.device.type)
         say("BatchNorm statistics over the global batch of " + (f"{p.world} processes" if p.world > 1 else
@@ -229,7 +231,7 @@ def main(argv=None):
                 say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping; {kept}.")
                 raise SystemExit(2)
             step += 1
-            n_clips += 2 * global_batch
+            n_clips += views * global_batch
             epoch_loss += loss_value
             if p.master and step % cfg.log_every == 0:
                 dt = time.perf_counter() - t_log
@@ -248,7 +250,7 @@ def main(argv=None):
                 write_config()
             rate = bar.format_dict["rate"]                   # steps/s, smoothed by tqdm
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}",
-                            clips_s=f"{2 * global_batch * rate:.0f}" if rate else "-",
+                            clips_s=f"{views * global_batch * rate:.0f}" if rate else "-",
                             **{k: f"{v:.3f}" for k, v in last_reading.items()}, refresh=False)
             if step % steps_per_epoch == 0:         # a whole epoch: best.pt compares whole epochs only
                 if epoch_loss / steps_per_epoch < best_loss:

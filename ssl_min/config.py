@@ -48,9 +48,11 @@ class Config:
     sync_bn: bool = F(False, "torchrun: BatchNorm statistics over the global batch of every process (SimCLR's global BN; CLMR: per process), so the gradients equal one process with the whole batch; runs the reference formulation (ssl_min/runtime/sync_bn.py)")
     bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
     # objective (ssl_min/objectives/)
-    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol'", list(OBJECTIVES))
+    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol', or 'cpc' (predict the next frames of one chunk: single chunks, no projector; its defaults in OBJECTIVE_DEFAULTS apply over the preset)", list(OBJECTIVES))
     queue_size: int = F(4096, "moco: negatives kept in the queue (MoCo v2: 65536 on ImageNet)")
     momentum: float = F(0.99, "moco: the key encoder's EMA momentum; byol: its base, raised to 1 along a cosine")
+    cpc_steps: int = F(12, "cpc: K, the future frames predicted from each context (the paper: 12)")
+    cpc_context: int = F(256, "cpc: the GRU context network's width (the paper: 256)")
     # optimisation
     batch_size: int = F(48, "tracks per step per process; 2x chunks go through the model (CLMR: 48)")
     lr: float = F(3e-4, "Adam learning rate (CLMR: 3e-4; it scales roughly with batch size)")
@@ -116,6 +118,13 @@ PRESETS = {
                 p_noise=0.0, p_gain=0.0, p_filter=0.0, p_delay=0.0, p_reverb=0.0, p_pitch=0.0,
                 lowpass_min=1500.0, lowpass_max=3500.0, num_workers=1, ckpt_every=100),
 }
+# An objective's own starting values, applied over the preset's (flags given still win) and said in
+# the log. CPC reads frames, not one vector: SampleCNN with 4 blocks (a frame per 243 samples), a
+# mean-pooled 64-frame chunk, no effects (ssl_min/objectives/cpc.py says why).
+OBJECTIVE_DEFAULTS = {
+    "cpc": dict(n_blocks=4, pool="mean", chunk_samples=3 ** 5 * 64, p_polarity=0.0, p_noise=0.0, p_gain=0.0,
+                p_filter=0.0, p_delay=0.0, p_pitch=0.0, p_reverb=0.0, p_time_mask=0.0),
+}
 RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile", "conv",
                      "monitor", "monitor_every", "dist_timeout"}
 
@@ -160,6 +169,10 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         cfg.monitor_every = max(1, cfg.max_steps // 10) if cfg.max_steps > 0 else 100
     if cfg.monitor and not Path(cfg.monitor).is_dir():
         raise SystemExit(f"--monitor {cfg.monitor}: not a folder (a labeled layout, as probe.py --data takes)")
+    if cfg.objective == "cpc" and (cfg.pool != "mean" or cfg.chunk_samples // receptive <= cfg.cpc_steps):
+        raise SystemExit(f"objective cpc predicts frames: it needs pool=mean and a chunk of at least cpc_steps + 1 = "
+                         f"{cfg.cpc_steps + 1} frames of {receptive} samples, got pool={cfg.pool}, "
+                         f"chunk_samples={cfg.chunk_samples}")
     if cfg.effect_reuse < 1:
         raise SystemExit(f"effect_reuse must be >= 1 (1: every chunk its own settings), got {cfg.effect_reuse}")
     if not 0 <= cfg.time_mask_max <= 1:
@@ -214,7 +227,12 @@ def config_for_run(args, given, notes=None):
             step = torch.load(last, map_location="cpu", weights_only=True)["step"]
             raise SystemExit(f"{out} already holds a run (checkpoint.pt at step {step}): continue it with "
                              "--resume, or pick another --out (or delete the folder)")
-        return resolve(Config(**{**PRESETS[args.preset], **given}), notes), None
+        objective = given.get("objective", PRESETS[args.preset].get("objective", "simclr"))
+        own = {k: v for k, v in OBJECTIVE_DEFAULTS.get(objective, {}).items() if k not in given}
+        if own and notes is not None:
+            notes.append(f"objective {objective}: " + ", ".join(f"{k} {v}" for k, v in own.items())
+                         + " (its defaults, over the preset's)")
+        return resolve(Config(**{**PRESETS[args.preset], **own, **given}), notes), None
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     cfg = Config(**ckpt["config"])
     changed = {k for k, v in given.items() if getattr(cfg, k) != v} - RESUME_MAY_CHANGE - {"out"}

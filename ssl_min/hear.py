@@ -9,6 +9,8 @@
   and `timestamp_embedding_size`. An empty path gives CLMR's architecture with random weights
   (ssl_min ships no trained weights); any path goes through ssl_min/models/load.py. `conv`: the
   encoder's formulation, "auto" (measured on the CPU, the reference on CUDA), "reference" or "fast".
+  `features`: "output" (the encoder's output, the default) or "blocks" (every block's mean and std
+  over each chunk, the probe's layer-wise readout): the embedding sizes say which width results.
 * Timestamp embeddings: one encoder chunk centred every `timestamp_hop_ms` (250 ms), the audio
   zero-padded by half a chunk on each side, so frame k is centred at k * hop and
   n_timestamps = n_samples // hop + 1 (>= 1: audio shorter than a chunk works). Timestamps in ms.
@@ -21,17 +23,26 @@ import torch
 import torch.nn as nn
 
 from ssl_min.data.audio import split_chunks
+from ssl_min.evaluate.blocks import FEATURES, BlockStats
 from ssl_min.models.load import CLMR_INFO, load_encoder, pick_device
 from ssl_min.models.samplecnn import SampleCNN
 from ssl_min.runtime.formulation import resolve_conv
 
 
 class HEARModel(nn.Module):
-    def __init__(self, encoder, sample_rate, chunk_samples, timestamp_hop_ms=250.0, batch_size=64):
+    """features: "output" (the encoder's output, D = encoder.out_dim) or "blocks" (every block's
+    mean and std over the chunk, ssl_min/evaluate/blocks.py; D their total width)."""
+
+    def __init__(self, encoder, sample_rate, chunk_samples, timestamp_hop_ms=250.0, batch_size=64, features="output"):
         super().__init__()
-        self.encoder = encoder.eval()
-        self.sample_rate, self.chunk = int(sample_rate), int(chunk_samples)
-        self.scene_embedding_size = self.timestamp_embedding_size = encoder.out_dim
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+        self.encoder = (BlockStats(encoder) if features == "blocks" else encoder).eval()
+        self.sample_rate, self.chunk, self.features = int(sample_rate), int(chunk_samples), features
+        with torch.no_grad():
+            device = next(self.encoder.parameters()).device
+            dim = self.encoder(torch.zeros(1, 1, self.chunk, device=device)).shape[1]
+        self.scene_embedding_size = self.timestamp_embedding_size = dim
         self.timestamp_hop_ms, self.batch_size = timestamp_hop_ms, batch_size
 
     def embed_chunks(self, chunks):
@@ -42,13 +53,13 @@ class HEARModel(nn.Module):
                               for i in range(0, len(chunks), self.batch_size)])
 
 
-def load_model(model_file_path: str = "", conv: str = "auto") -> HEARModel:
+def load_model(model_file_path: str = "", conv: str = "auto", features: str = "output") -> HEARModel:
     if not model_file_path:
         encoder, info = SampleCNN(CLMR_INFO["n_blocks"]), {**CLMR_INFO, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten")}
     else:
         encoder, info = load_encoder(model_file_path)
     encoder.conv = resolve_conv(conv, pick_device("auto"), info["arch"], info["chunk_samples"])[0]
-    return HEARModel(encoder, info["sample_rate"], info["chunk_samples"])
+    return HEARModel(encoder, info["sample_rate"], info["chunk_samples"], features=features)
 
 
 def _check(audio, model):

@@ -49,3 +49,29 @@ def test_rebuild_is_a_no_op_when_complete(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.wav")}
     demo.build(root, seed=0, sizes=SIZES)
     assert before == {p: p.stat().st_mtime_ns for p in root.rglob("*.wav")}
+
+
+def test_a_production_draw_changes_the_audio_but_not_the_labels():
+    from ssl_min.data.production import produce
+    for seed in range(3):
+        clean, tags, style = demo.make_track(np.random.default_rng(seed))
+        a, tags_a, style_a = demo.make_track(np.random.default_rng(seed), np.random.default_rng((seed, 1)))
+        b, tags_b, style_b = demo.make_track(np.random.default_rng(seed), np.random.default_rng((seed, 2)))
+        assert tags == tags_a == tags_b and style == style_a == style_b
+        assert len(clean) == len(a) == len(b) and np.isfinite(a).all()
+        for x in (a, b):                                   # another recording of the same music
+            assert abs(np.corrcoef(clean, x)[0, 1]) < 0.98
+        assert 10 ** (-20 / 20) - 1e-4 <= np.abs(a).max() <= 10 ** (-1 / 20) + 1e-4    # peak in -20..-1 dBFS
+    y1, s1 = produce(clean.astype(np.float64), demo.SR, np.random.default_rng(7))
+    y2, s2 = produce(clean.astype(np.float64), demo.SR, np.random.default_rng(7))
+    assert np.array_equal(y1, y2) and s1 == s2                      # a seeded draw is reproducible
+
+
+def test_produced_and_clean_builds_share_every_label_and_no_audio(tmp_path):
+    produced = demo.build(tmp_path / "p", seed=0, sizes=SIZES)
+    clean = demo.build(tmp_path / "c", seed=0, sizes=SIZES, produced=False)
+    for csv_path in produced.rglob("annotations.csv"):
+        assert csv_path.read_text() == (clean / csv_path.relative_to(produced)).read_text()
+    for wav in produced.rglob("*.wav"):
+        assert wav.read_bytes() != (clean / wav.relative_to(produced)).read_bytes()
+    assert digest(demo.build(tmp_path / "p2", seed=0, sizes=SIZES)) == digest(produced)   # same seed, same files

@@ -38,7 +38,8 @@ def test_export_round_trip_skips_done_files_and_names_bad_ones(ckpt, tmp_path, c
         saved = np.load(out / "sub" / (t.path.rsplit("/", 1)[1] + ".npy"))
         np.testing.assert_allclose(saved, direct, rtol=1e-5, atol=1e-6)
     rows = list(csv.reader((out / "index.csv").read_text().splitlines()))
-    assert rows[0] == ["file", "seconds", "shape"] and len(rows) == 4 and rows[1][2] == str(encoder.out_dim)
+    assert rows[0] == ["file", "seconds", "shape", "features", "dim"] and len(rows) == 4
+    assert rows[1][2:] == [str(encoder.out_dim), "output", str(encoder.out_dim)]
     assert export(ckpt, data, out, num_workers=0)[:2] == (0, 3)                    # a second run skips
 
 
@@ -93,6 +94,38 @@ def test_hear_contract(ckpt):
     short = torch.randn(2, 100)                                                   # shorter than one chunk
     assert hear.get_scene_embeddings(short, model).shape == (2, 64)
     assert hear.get_timestamp_embeddings(short, model)[0].shape == (2, 1, 64)
+
+
+# TINY's encoder: a 16-channel stem, blocks of 16, 16 and 32 channels, then the last conv's 64; every one
+# has more than one frame in a 2000-sample chunk, so each gives a mean and a std.
+BLOCKS_DIM = 2 * (16 + 16 + 16 + 32 + 64)
+
+
+def test_export_and_hear_read_every_block_with_the_documented_shapes(ckpt, tmp_path):
+    from ssl_min.evaluate import BlockStats
+    from ssl_min.evaluate.export import MixedExport
+    data, out = tmp_path / "music", tmp_path / "emb"
+    write_tracks(data, 2, seconds=1.3)
+    assert export(ckpt, data, out, num_workers=0, features="blocks")[:2] == (2, 0)
+    encoder, info = load_encoder(ckpt)
+    t = scan_folder(data, SR, verbose=False)[0][0]
+    with torch.no_grad():
+        direct = BlockStats(encoder.eval())(track_chunks(t, info["chunk_samples"])).mean(0).numpy()
+    saved = np.load(out / "track000.wav.npy")
+    assert saved.shape == (BLOCKS_DIM,)
+    np.testing.assert_allclose(saved, direct, rtol=1e-5, atol=1e-6)
+    rows = list(csv.reader((out / "index.csv").read_text().splitlines()))
+    assert rows[1][2:] == [str(BLOCKS_DIM), "blocks", str(BLOCKS_DIM)]
+    with pytest.raises(MixedExport, match="features"):                              # never mixed with outputs
+        export(ckpt, data, out, num_workers=0)
+    model = hear.load_model(str(ckpt), features="blocks")
+    assert model.scene_embedding_size == model.timestamp_embedding_size == BLOCKS_DIM
+    audio = torch.randn(3, SR * 2) * 0.1
+    assert hear.get_scene_embeddings(audio, model).shape == (3, BLOCKS_DIM)
+    emb, ts = hear.get_timestamp_embeddings(audio, model)
+    assert emb.shape == (3, 9, BLOCKS_DIM) and ts.shape == (3, 9)
+    with pytest.raises(ValueError, match="features"):
+        hear.load_model(str(ckpt), features="auto")
 
 
 def test_hear_default_model_is_clmrs_architecture():

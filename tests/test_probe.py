@@ -75,8 +75,8 @@ def test_end_to_end_three_rows_chosen_heads_and_a_named_result_file(checkpoint, 
 
 def test_block_features_are_probed_and_cached_apart_from_the_output(checkpoint, tmp_path):
     data = tutorial_layout(tmp_path / "labeled", 16)
-    rows = ["--rows", "pretrained,random_init", "--num_workers", "0"]
-    out = probe.main(["--checkpoint", str(checkpoint), "--data", str(data), *rows])
+    rows = ["--rows", "pretrained,random_init", "--num_workers", "0", "--conv", "fast"]   # fixed: keys name it
+    out = probe.main(["--checkpoint", str(checkpoint), "--data", str(data), *rows, "--features", "output"])
     cache = checkpoint.parent / "embeddings"
     n_output = len(list(cache.glob("*.pt")))
     blocks = probe.main(["--checkpoint", str(checkpoint), "--data", str(data), *rows, "--features", "blocks",
@@ -87,6 +87,14 @@ def test_block_features_are_probed_and_cached_apart_from_the_output(checkpoint, 
         assert np.isfinite(blocks["results"][name]["roc_auc"])
     dims = [torch.load(p, weights_only=True)["train"][0].shape[1] for p in cache.glob("*.pt")]
     assert sorted(set(dims))[0] < sorted(set(dims))[-1]           # the readout is wider than the output
+    # auto (the default) reads both from the blocks' features: nothing new extracted, a choice per row
+    auto = probe.main(["--checkpoint", str(checkpoint), "--data", str(data), *rows, "--out", str(tmp_path / "a.json")])
+    assert len(list(cache.glob("*.pt"))) == 2 * n_output and auto["config"]["features"] == "auto"
+    for name in ("pretrained", "random_init"):
+        r = auto["results"][name]
+        assert r["readout"]["chosen"] in ("output", "blocks") and set(r["readout"]["valid"]) == {"output", "blocks"}
+        assert r["head"]["valid_score"] == max(r["readout"]["valid"].values())
+        assert r["roc_auc"] == {"output": out, "blocks": blocks}[r["readout"]["chosen"]]["results"][name]["roc_auc"]
 
 
 def test_one_hot_columns_are_a_multiclass_task_with_comparable_columns(checkpoint, tmp_path):

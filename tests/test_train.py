@@ -287,11 +287,12 @@ train.main({argv!r})
 @pytest.mark.parametrize("sig,workers,objective", [
     (signal.SIGINT, 0, "simclr"), (signal.SIGINT, 1, "simclr"), (signal.SIGKILL, 0, "simclr"),
     (signal.SIGKILL, 1, "simclr"), (signal.SIGKILL, 0, "moco"), (signal.SIGKILL, 0, "vicreg"),
-    (signal.SIGKILL, 0, "byol"), (signal.SIGINT, 0, "byol")])
+    (signal.SIGKILL, 0, "byol"), (signal.SIGINT, 0, "byol"), (signal.SIGKILL, 0, "cpc"), (signal.SIGKILL, 1, "cpc")])
 def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(audio_dir, tmp_path, sig, workers, objective):
     # 10 tracks, batch 4: 3 steps per epoch. Checkpoints every 3 steps; the kill lands during step 6
     # (SIGINT: step 6 finishes and is saved; SIGKILL: steps 4-5 are lost and done again). MoCo's
-    # queue, and MoCo's and BYOL's momentum networks and BYOL's predictor, must come back exactly.
+    # queue, and MoCo's and BYOL's momentum networks, BYOL's predictor and CPC's GRU and predictors,
+    # must come back exactly.
     common = [*TINY, "--data", str(audio_dir), "--precision", "fp32", "--num_workers", str(workers),
               "--ckpt_every", "3", "--objective", objective, "--queue_size", "12"]
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -308,6 +309,10 @@ def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(audio_dir, tmp
     assert steps == list(range(1, 11))                             # rows past the checkpoint trimmed
     assert a == b                                                  # the same numbers, bit for bit
     assert torch.load(split / "checkpoint.pt", weights_only=True)["step"] == 10
+    ends = [torch.load(run / "checkpoint.pt", weights_only=True) for run in (straight, split)]
+    for part in ("model", "objective"):                            # CPC's GRU and predictors included
+        assert ends[0][part].keys() == ends[1][part].keys()
+        assert all(torch.equal(ends[0][part][k], ends[1][part][k]) for k in ends[0][part])
 
 
 def test_a_new_run_into_a_folder_killed_before_its_first_checkpoint_starts_clean(audio_dir, tmp_path):

@@ -3,7 +3,9 @@
 Every track has a key and mode, a tempo, one to three synthesized instruments from a palette and
 optional drums; a melody, chords and/or a bass line are played from the key's scale. A hidden
 "style" sets the odds of each choice (a march is likely fast, major, brassy, with drums), so style
-is a real multi-class task and the tags are multi-label facts about the audio:
+is a real multi-class task and the tags are multi-label facts about the audio. Each track is then
+"recorded" its own way (EQ, room, saturation, noise floor, level, polarity: ssl_min/data/production.py),
+drawn apart from the music, as the tracks of a real collection differ:
 
     tags:  plucked piano organ brass flute bell bass drums fast slow major minor high low
     style: ballad march dance chamber
@@ -22,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from ssl_min.data.production import produce
 
 SR = 8000
 INSTRUMENTS = ["plucked", "piano", "organ", "brass", "flute", "bell", "bass"]
@@ -86,14 +90,10 @@ def drums(n_samples, beat, rng):
     return out
 
 
-def master(x, rng):
-    """Recording differences that say nothing about the labels: background noise and level."""
-    x = x / np.abs(x).max() + rng.uniform(0.001, 0.02) * rng.standard_normal(len(x))
-    return x * rng.uniform(0.3, 0.9) / np.abs(x).max()
-
-
-def make_track(rng):
-    """-> (audio (samples,) float32, tags dict, style)."""
+def make_track(rng, recording=None):
+    """-> (audio (samples,) float32, tags dict, style). The music (and so every label) follows
+    from `rng` alone; `recording`, a generator of its own, draws how the track was recorded
+    (ssl_min/data/production.py); None renders it clean, at a peak of -6 dBFS."""
     style = rng.choice(list(STYLES))
     weights, p_drums, p_fast, p_major, p_high = STYLES[style]
     k = rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2])
@@ -124,28 +124,30 @@ def make_track(rng):
         mix += rng.uniform(0.5, 1.0) * voice / max(1e-9, np.abs(voice).max())
     if has_drums:
         mix += rng.uniform(0.3, 0.7) * drums(n, beat, rng)
-    mix = master(mix, rng)
+    mix = produce(mix, SR, recording)[0] if recording is not None else 0.5 * mix / np.abs(mix).max()
     tags = {name: int(name in instruments) for name in INSTRUMENTS}
     tags.update(drums=int(has_drums), fast=int(fast), slow=int(not fast), major=int(major),
                 minor=int(not major), high=int(high), low=int(not high))
     return mix.astype(np.float32), tags, str(style)
 
 
-def build(root, seed=0, sizes=None):
-    """Writes the demo dataset under root (skips when root/manifest.json says it is complete)."""
+def build(root, seed=0, sizes=None, produced=True):
+    """Writes the demo dataset under root (skips when root/manifest.json says it is complete).
+    produced: each track recorded its own way (production.py; track i of split s draws it from
+    the seed (seed, s, i)); False: every track clean, the same way (the lesson's control)."""
     root = Path(root)
     sizes = sizes or SPLITS
     manifest = {"seed": seed, "sizes": sizes, "sample_rate": SR, "seconds": SECONDS, "tags": TAGS,
-                "styles": list(STYLES)}
+                "styles": list(STYLES), "recording": "produced" if produced else "clean"}
     if (root / "manifest.json").exists() and json.loads((root / "manifest.json").read_text()) == manifest:
         return root
     rng = np.random.default_rng(seed)
-    for split, count in sizes.items():
+    for s, (split, count) in enumerate(sizes.items()):
         folder = root / split
         (folder / "audio").mkdir(parents=True, exist_ok=True)
         rows, style_rows = [], []
         for i in range(count):
-            audio, tags, style = make_track(rng)
+            audio, tags, style = make_track(rng, np.random.default_rng((seed, s, i)) if produced else None)
             rel = f"audio/{split}_{i:04d}.wav"
             sf.write(folder / rel, audio, SR, subtype="PCM_16")
             rows.append([rel] + [tags[t] for t in TAGS])
@@ -167,5 +169,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", default="data/demo", help="where to write it")
     parser.add_argument("--seed", type=int, default=0, help="the whole dataset follows from it")
+    parser.add_argument("--clean", action="store_true", help="every track recorded the same clean way (no drawn "
+                        "production): the control of the lesson in README.md")
     args = parser.parse_args(argv)
-    build(args.root, args.seed)
+    build(args.root, args.seed, produced=not args.clean)

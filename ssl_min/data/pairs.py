@@ -41,11 +41,14 @@ def keep_long_enough(tracks, n_samples, verbose=True):
 
 class PairDataset(Dataset):
     """Pair id -> (x1, x2, track index); x1, x2: (1, chunk). Index with ids from StreamSampler.
-    `transform`, if given, augments each chunk in the worker (else augment on the device)."""
+    `transform`, if given, augments each chunk in the worker (else augment on the device).
+    views=1 (CPC): id -> (x1, track index), the pair's first chunk alone (the same draw)."""
 
-    def __init__(self, tracks, chunk_samples, seed=0, transform=None, verbose=True):
+    def __init__(self, tracks, chunk_samples, seed=0, transform=None, verbose=True, views=2):
+        if views not in (1, 2):
+            raise ValueError(f"views must be 1 or 2, got {views}")
         self.tracks = keep_long_enough(tracks, chunk_samples, verbose)
-        self.chunk, self.seed, self.transform = chunk_samples, seed, transform
+        self.chunk, self.seed, self.transform, self.views = chunk_samples, seed, transform, views
         # Start positions on each track's resampling grid (a chunk read from the file then equals
         # the same samples of the whole resampled track; see audio.Track.read).
         self.n_starts = torch.tensor([(t.length - self.chunk) // t.ratio[1] + 1 for t in self.tracks])
@@ -64,12 +67,12 @@ class PairDataset(Dataset):
         return i, [int(k) * period for k in torch.randint(int(self.n_starts[i]), (2,), generator=g)], g
 
     def __getitem__(self, sample_id):
-        i, (a, b), g = self.draw(sample_id)
+        i, offsets, g = self.draw(sample_id)
         track = self.tracks[i]
-        x1, x2 = track.read(a, self.chunk)[None], track.read(b, self.chunk)[None]   # (1, chunk)
+        xs = [track.read(a, self.chunk)[None] for a in offsets[:self.views]]        # (1, chunk) each
         if self.transform is not None:
-            x1, x2 = self.transform(x1, generator=g), self.transform(x2, generator=g)
-        return x1, x2, i
+            xs = [self.transform(x, generator=g) for x in xs]
+        return (*xs, i)
 
 
 class StreamSampler(Sampler):

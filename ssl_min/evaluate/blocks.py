@@ -12,10 +12,13 @@ reads them all at once:
 
 Mean and standard deviation over time is the pooling of the MFCC baseline (ssl_min/evaluate/mfcc.py), so
 the two rows of a probe differ in what is pooled, not in how. The encoder is not changed: this is
-a view of it, with no parameters of its own.
+a view of it, with no parameters of its own. Its last block's mean is the encoder's output
+(`output_columns`), so the probe's `--features auto` reads both readouts from one pass.
 """
 import torch
 import torch.nn as nn
+
+FEATURES = ("output", "blocks")            # what the exporter and the HEAR model read (the probe adds "auto")
 
 
 class BlockStats(nn.Module):
@@ -32,3 +35,10 @@ class BlockStats(nn.Module):
             if h.shape[-1] > 1:                              # one frame has no spread over time
                 feats.append(h.std(dim=-1, correction=0))
         return torch.cat(feats, dim=1)
+
+    def output_columns(self, chunk: int) -> slice:
+        """The columns of forward()'s (B, D) that are the encoder's own output for chunks of `chunk`
+        samples: the last block's mean over time, which is what the encoder's mean pooling (or, with
+        one frame, its flatten) returns. So one pass yields both readouts (probe.py --features auto)."""
+        frames, c = chunk // 3 ** (self.encoder.n_blocks + 1), self.encoder.out_dim
+        return slice(-2 * c, -c) if frames > 1 else slice(-c, None)

@@ -7,9 +7,11 @@ For FOLDER/a/b.mp3 it writes OUT/a/b.mp3.npy (the folder tree mirrored, the file
 b.mp3 and b.wav never collide):
 * default: the track embedding, (D,) float32, the mean over the track's non-overlapping chunks of
   the encoder's output (the probe's aggregation); a track shorter than a chunk is zero-padded;
+  --features blocks reads every block's mean and std over each chunk instead (the probe's
+  layer-wise readout; D is their total width);
 * --timestamps: (n_chunks, D) per-chunk embeddings, and OUT/a/b.mp3.times.npy (n_chunks,) with
   each chunk's centre time in seconds.
-OUT/index.csv lists every exported file (file, seconds, shape). Unreadable, silent or corrupt files
+OUT/index.csv lists every exported file (file, seconds, shape, features, dim). Unreadable, silent or corrupt files
 are skipped and named. OUT/export.json records what wrote the folder: the encoder's weights (a
 fingerprint), the rate, the chunk length, --timestamps, and each source file's size and mtime. A
 second run with the same encoder and settings exports only new or changed files; with another
@@ -29,6 +31,7 @@ from tqdm import tqdm
 
 from ssl_min.data.index import file_stamp
 from ssl_min.data.source import open_tracks
+from ssl_min.evaluate.blocks import FEATURES, BlockStats
 from ssl_min.evaluate.extract import chunk_batches
 from ssl_min.models.load import load_encoder, pick_device, weights_id
 from ssl_min.runtime.atomic import atomic_write, write_text_atomic
@@ -67,26 +70,32 @@ class MixedExport(ValueError):
     """An export folder written by another encoder or with other settings: said in one line."""
 
 
-def export_settings(encoder, info, timestamps):
+def export_settings(encoder, info, timestamps, features="output"):
     """What must match for two runs to write into one folder (the formulation may differ: it rounds
     differently, it is the same function)."""
     return {"encoder": weights_id(encoder), "source": info["source"], "sample_rate": info["sample_rate"],
-            "chunk_samples": info["chunk_samples"], "timestamps": bool(timestamps)}
+            "chunk_samples": info["chunk_samples"], "timestamps": bool(timestamps), "features": features}
 
 
 def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2, device="cpu", conv="reference",
-           overwrite=False):
+           overwrite=False, features="output"):
     """-> (n exported now, n already there, ScanReport of skipped files). conv: "reference", "fast"
-    or "auto" (measured here, said). Raises MixedExport when `out` holds another encoder's export
-    (or another setting's) and not `overwrite`."""
+    or "auto" (measured here, said). features: "output" or "blocks" (ssl_min/evaluate/blocks.py).
+    Raises MixedExport when `out` holds another encoder's export (or another setting's) and not
+    `overwrite`."""
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     encoder, info = load_encoder(checkpoint)
     rate, chunk = info["sample_rate"], info["chunk_samples"]
     encoder.conv, line = resolve_conv(conv, device, info["arch"], chunk)
     print(line)
     encoder = encoder.to(device)
     data, out = Path(data), Path(out)
-    settings, record = export_settings(encoder, info, timestamps), out / "export.json"
+    settings, record = export_settings(encoder, info, timestamps, features), out / "export.json"
+    model = BlockStats(encoder) if features == "blocks" else encoder
     previous = json.loads(record.read_text()) if record.exists() else None
+    if previous is not None:
+        previous["settings"].setdefault("features", "output")   # exports from before --features read the output
     if previous is None and not overwrite and out.is_dir() and any(out.rglob("*.npy")):
         raise MixedExport(f"{out} holds .npy files but no export.json (an export of unknown origin): pass "
                           "--overwrite to export into it again, or choose another --out")
@@ -102,7 +111,7 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
           f"{len(tracks) - len(todo)} already in {out}")
     done = 0
     bar = tqdm(total=len(todo), unit="file", desc="embedding")
-    for i, feats in track_embeddings(encoder, todo, chunk, batch_size, num_workers, device):
+    for i, feats in track_embeddings(model, todo, chunk, batch_size, num_workers, device):
         feats = feats.numpy()                                             # (n_chunks, D)
         path = target[todo[i].path]
         if timestamps:
@@ -113,10 +122,11 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
         done += 1
         bar.update(1)
     bar.close()
-    rows = [["file", "seconds", "shape"]]
+    rows = [["file", "seconds", "shape", "features", "dim"]]
     for t in tracks:
         shape = np.load(target[t.path], mmap_mode="r").shape
-        rows.append([str(Path(t.path).relative_to(data)), f"{t.length / rate:.3f}", "x".join(map(str, shape))])
+        rows.append([str(Path(t.path).relative_to(data)), f"{t.length / rate:.3f}", "x".join(map(str, shape)),
+                     features, shape[-1]])
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     text = buf.getvalue()
@@ -136,6 +146,10 @@ def main(argv=None):
     ap.add_argument("--data", required=True, help="folder of audio, searched recursively")
     ap.add_argument("--out", required=True, help="output folder (the input tree is mirrored)")
     ap.add_argument("--timestamps", action="store_true", help="per-chunk embeddings and their centre times")
+    ap.add_argument("--features", choices=FEATURES, default="output",
+                    help="'output': the encoder's output (D = its width); 'blocks': every block's mean and std over "
+                    "each chunk, concatenated (the probe's layer-wise readout, ssl_min/evaluate/blocks.py); index.csv "
+                    "says the dimension")
     ap.add_argument("--batch_size", type=int, default=64, help="chunks per forward pass")
     ap.add_argument("--num_workers", type=int, default=2, help="DataLoader workers decoding files")
     ap.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu' or 'cuda'")
@@ -149,6 +163,7 @@ def main(argv=None):
     if device.type == "cpu":
         keep_freed_memory()                                      # faster extraction: cpu_memory.py
     try:
-        export(a.checkpoint, a.data, a.out, a.timestamps, a.batch_size, a.num_workers, device, a.conv, a.overwrite)
+        export(a.checkpoint, a.data, a.out, a.timestamps, a.batch_size, a.num_workers, device, a.conv, a.overwrite,
+               a.features)
     except MixedExport as e:
         raise SystemExit(f"embed: {e}")

@@ -81,12 +81,18 @@ class SampleCNN(nn.Module):
             raise ValueError(f"need at least {self.input_samples} samples, got {T}")
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T) or (B, 1, T) -> h: (B, out_dim)."""
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T) or (B, 1, T) -> the last conv's output before any pooling, (B, out_dim, T')
+        with T' = T // 3^(n_blocks+1): one frame per 3^(n_blocks+1) samples (CPC's z_t)."""
         x = self._check(x)
         h = self.net(x) if self.conv == "reference" else fast_trunk(self.net, x)   # (B, C, [1,] T')
+        return h.flatten(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T) or (B, 1, T) -> h: (B, out_dim)."""
+        h = self.frames(x)                                      # (B, C, T')
         if self.pool == "mean":
-            return h.flatten(2).mean(dim=-1)                    # (B, C), the tutorial's pooling
+            return h.mean(dim=-1)                               # (B, C), the tutorial's pooling
         return h.flatten(1)                                     # (B, C), T' == 1
 
     def block_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -133,7 +139,24 @@ class ContrastiveModel(nn.Module):
         return self.projector(h)
 
 
-def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64, conv="reference"):
-    """The one place the network is built from config fields."""
+class FrameModel(nn.Module):
+    """The encoder alone, its frames as the output: what CPC trains (ssl_min/objectives/cpc.py).
+    forward: x (B, 1, T) -> z (B, out_dim, T'). A module of its own so that DDP wraps the whole
+    forward; `encoder` is the representation, as in ContrastiveModel."""
+
+    def __init__(self, encoder: SampleCNN):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        return self.encoder.frames(x)
+
+
+def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64, conv="reference",
+                objective="simclr"):
+    """The one place the network is built from config fields: encoder + projector, or for CPC the
+    encoder's frames (its context network and predictors live in the objective)."""
     encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool, conv=conv)
+    if objective == "cpc":
+        return FrameModel(encoder)
     return ContrastiveModel(encoder, Projector(encoder.out_dim, proj_hidden, proj_dim))

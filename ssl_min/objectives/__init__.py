@@ -5,22 +5,25 @@
     moco.py     moco: a momentum key encoder and a queue of negatives (MoCo v2)
     vicreg.py   vicreg: invariance + variance + covariance, no negatives
     byol.py     byol: a predictor chasing a momentum target, no negatives
+    cpc.py      cpc: predict the track's next frames from its past, contrastively (InfoNCE)
     momentum.py the momentum copy MoCo and BYOL share
 """
 from ssl_min.objectives.base import Objective, gather_with_grad
 from ssl_min.objectives.byol import BYOL, byol_loss
+from ssl_min.objectives.cpc import CPC, cpc_loss
 from ssl_min.objectives.moco import MoCo
 from ssl_min.objectives.simclr import NTXent, SimCLR
 from ssl_min.objectives.vicreg import VICReg, vicreg_loss
 
-OBJECTIVES = ("simclr", "moco", "vicreg", "byol")
+OBJECTIVES = ("simclr", "moco", "vicreg", "byol", "cpc")
 
-__all__ = ["Objective", "gather_with_grad", "BYOL", "byol_loss", "MoCo", "NTXent", "SimCLR", "VICReg", "vicreg_loss",
+__all__ = ["Objective", "gather_with_grad", "BYOL", "byol_loss", "CPC", "cpc_loss", "MoCo", "NTXent", "SimCLR", "VICReg", "vicreg_loss",
            "OBJECTIVES", "build_objective"]
 
 
 def build_objective(cfg, model):
-    """-> the Objective for cfg.objective; `model` is the online ContrastiveModel (not DDP-wrapped)."""
+    """-> the Objective for cfg.objective; `model` is the online ContrastiveModel, or for CPC the
+    FrameModel (not DDP-wrapped)."""
     if cfg.objective == "simclr":
         return SimCLR(cfg.temperature)
     if cfg.objective == "moco":
@@ -29,4 +32,6 @@ def build_objective(cfg, model):
         return VICReg()
     if cfg.objective == "byol":
         return BYOL(model, cfg.proj_dim, cfg.proj_hidden, cfg.momentum)
+    if cfg.objective == "cpc":
+        return CPC(model.encoder.out_dim, cfg.cpc_context, cfg.cpc_steps)
     raise ValueError(f"unknown objective {cfg.objective!r}; choose from {OBJECTIVES}")

@@ -173,6 +173,8 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         raise SystemExit(f"objective cpc predicts frames: it needs pool=mean and a chunk of at least cpc_steps + 1 = "
                          f"{cfg.cpc_steps + 1} frames of {receptive} samples, got pool={cfg.pool}, "
                          f"chunk_samples={cfg.chunk_samples}")
+    if cfg.objective == "cpc" and cfg.bn_views == "separate":
+        raise SystemExit("bn_views=separate splits the two views of a pair; objective cpc reads single chunks")
     if cfg.effect_reuse < 1:
         raise SystemExit(f"effect_reuse must be >= 1 (1: every chunk its own settings), got {cfg.effect_reuse}")
     if not 0 <= cfg.time_mask_max <= 1:

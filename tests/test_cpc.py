@@ -151,3 +151,32 @@ def test_two_processes_equal_one_with_the_whole_batch(tmp_path):
     for a, b, p in zip(r0["heads"], r1["heads"], objective.trainable()):
         torch.testing.assert_close(a, b)                          # DDP averaged the heads' gradients too
         torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- its configuration
+
+def cpc_config(tmp_path, *flags):
+    from ssl_min.config import config_for_run, parse_args
+    notes = []
+    args, given = parse_args(["--data", str(tmp_path), "--out", str(tmp_path / "run"), "--objective", "cpc",
+                              "--device", "cpu", "--precision", "fp32", "--conv", "fast", *flags])
+    return config_for_run(args, given, notes)[0], notes
+
+
+def test_cpc_brings_its_defaults_over_the_preset_says_so_and_flags_still_win(tmp_path):
+    cfg, notes = cpc_config(tmp_path, "--preset", "demo")
+    assert (cfg.n_blocks, cfg.pool, cfg.chunk_samples) == (4, "mean", 243 * 64)
+    assert cfg.p_polarity == cfg.p_filter == cfg.p_reverb == cfg.p_noise == 0 and cfg.sample_rate == 8000   # demo's rate
+    assert any(n.startswith("objective cpc: n_blocks 4, pool mean, chunk_samples 15552") for n in notes)
+    cfg, notes = cpc_config(tmp_path, "--preset", "demo", "--n_blocks", "3", "--p_filter", "0.5")
+    assert (cfg.n_blocks, cfg.p_filter, cfg.chunk_samples) == (3, 0.5, 15552)
+    assert "n_blocks" not in next(n for n in notes if n.startswith("objective cpc"))
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--chunk_samples", str(243 * 12)], "at least cpc_steps \\+ 1 = 13 frames"),
+    (["--pool", "flatten", "--chunk_samples", "243"], "pool=mean"),
+    (["--bn_views", "separate"], "single chunks")])
+def test_a_cpc_config_that_cannot_predict_is_refused_in_one_line(tmp_path, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        cpc_config(tmp_path, *flags)

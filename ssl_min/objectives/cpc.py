@@ -18,13 +18,17 @@ two chunks of one track (a small folder) are not each other's negatives (ids).
 
 Choices, from the paper and by measurement (bench/demo_log.md has the runs):
 * the encoder's frames: SampleCNN without its final pooling. With 4 blocks a frame is 243 samples
-  (30 ms at 8 kHz, 11 ms at 22.05 kHz; the paper: 10 ms at 16 kHz). A 64-frame chunk (the paper:
-  128 frames of 20480 samples) keeps the step as cheap as the demo's SimCLR step.
-* K = 12 offsets and a GRU context of 256, the paper's. The predictors W_k have no bias.
+  (30 ms at 8 kHz, 11 ms at 22.05 kHz; the paper: 10 ms at 16 kHz), and a chunk is 64 frames (the
+  paper: 128 frames of 20480 samples), half the paper's, for a CPU's step.
+* K = 12 offsets and a GRU context of 256, the paper's. The predictors W_k have no bias. On a CPU
+  the GRU and the K predictions, not the encoder, are most of a step (bench/cpc.py prints each
+  choice's cost beside the demo's SimCLR step).
 * no effects on the audio (CPC's signal is time, not invariance): the objective's defaults in
   ssl_min/config.py set every effect's probability to 0; flags can ask for them.
-* the representation probed and exported is the encoder's (mean-pooled frames), as for the other
-  objectives; the context network's output is not part of it.
+* the representation probed and exported is the encoder's, as for the other objectives: measured on
+  the demo's validation split (bench/cpc_context.py), the encoder read at every block (probe.py's
+  --features auto) beat the context network's output, its mean over time and its last step alike,
+  on the tags and on the styles; so the GRU is a training device, like SimCLR's projector.
 
 Causality: c_t depends on z_1 .. z_t only (a unidirectional GRU), and z_t on the audio up to the
 end of its receptive field (tests change the audio after it and find c_<=t unchanged, in eval

@@ -35,9 +35,9 @@ def _butterworth(f, cutoff, order=4, high=False):
 
 def eq_curve(f, rng):
     """f (K,) Hz -> (gain (K,), the drawn settings): tilt, one bell, optional band limits."""
-    octaves = np.log2(np.maximum(f, 20.0) / 1000)
+    octaves = np.log2(np.maximum(f, 20.0) / 1000)                # (K,) octaves from 1 kHz
     tilt, bell_hz, bell_db = rng.uniform(-4, 4), np.exp(rng.uniform(np.log(150), np.log(3000))), rng.uniform(-9, 9)
-    db = tilt * octaves + bell_db * np.exp(-0.5 * (np.log2(np.maximum(f, 20.0) / bell_hz) / 0.5) ** 2)
+    db = tilt * octaves + bell_db * np.exp(-2 * (octaves - np.log2(bell_hz / 1000)) ** 2)   # bell: sigma 1/2 octave
     gain = 10 ** (db / 20)
     settings = {"tilt_db_oct": tilt, "bell_hz": bell_hz, "bell_db": bell_db}
     if rng.random() < 0.5:
@@ -66,17 +66,34 @@ def noise_floor(n, sr, rng):
         x = rng.standard_normal(n)
     elif colour == "brown":
         x = np.cumsum(rng.standard_normal(n))
-        x -= np.convolve(x, np.ones(401) / 401, mode="same")     # keep the rumble, drop the drift
+        c = np.concatenate([[0.0], np.cumsum(np.pad(x, 200))])
+        x -= (c[401:] - c[:-401]) / 401                            # minus its 401-sample moving average: the drift
     else:
         t, mains = np.arange(n) / sr, rng.choice([50.0, 60.0])
         x = sum(np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 2 * np.pi)) / h for h in range(1, 8))
     return x / max(1e-12, np.sqrt(np.mean(x ** 2))), str(colour)
 
 
+def _fast_size(n):
+    """The smallest 2^a 3^b 5^c >= n: an FFT length numpy transforms fast, with little padding."""
+    best = 1 << int(np.ceil(np.log2(n)))
+    p3 = 1
+    while p3 < best:
+        p35 = p3
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 5
+        p3 *= 3
+    return best
+
+
 def produce(x, sr, rng):
     """x (n,) -> (the recorded track (n,) float64, settings dict). Length kept, peak in -20..-1 dBFS."""
     n = len(x)
-    n_fft = 1 << int(np.ceil(np.log2(n + int(1.3 * sr))))      # room for the longest room tail
+    n_fft = _fast_size(n + int(1.3 * sr))                        # room for the longest room tail
     f = np.fft.rfftfreq(n_fft, 1 / sr)
     gain, settings = eq_curve(f, rng)
     spectrum = np.fft.rfft(x, n_fft) * gain

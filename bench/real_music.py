@@ -252,7 +252,7 @@ def main():
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     wait = np.mean([r["data_wait"] for r in rows[1:]]) if len(rows) > 1 else float("nan")
     report = json.loads((out / "probe_checkpoint.json").read_text())
-    print(f"\npretraining: {t_train / 60:.1f} min wall-clock (including the cache build, if this start built it), {rows[-1]['step']} steps, "
+    print(f"\npretraining: {t_train / 60:.1f} min wall-clock (including the cache build, if this start built it), {torch.load(out / 'checkpoint.pt', weights_only=True)['step']} steps, "
           f"mean data wait {100 * wait:.1f} % of step time; probe {t_probe / 60:.1f} min")
     print(f"test set ({report['tracks']['test']} clips, {len(report['names'])} soundtracks):\n")
     print("| encoder | accuracy | macro F1 | macro ROC-AUC | macro PR-AUC | head L2 |\n| --- | --- | --- | --- | --- | --- |")

@@ -13,16 +13,16 @@ step of every other track in the batch (z_{m,t+k}, m != n), on every process und
 as NT-Xent gathers them, ssl_min/objectives/base.py), which keep it from learning only what makes
 one recording unlike another. The paper draws its negatives "from the same sequence and from other
 sequences in the batch"; taking all of these two sets costs N T'^2 D + T' N^2 D multiply-adds per
-k, where every frame of the batch would cost (N T')^2 D, which on a CPU is most of a step. Rows of
-two chunks of one track (a small folder) are not each other's negatives (ids).
+k, where every frame of the batch would cost (N T')^2 D: on a CPU a step 11x as long (bench/cpc.py).
+Rows of two chunks of one track (a small folder) are not each other's negatives (ids).
 
 Choices, from the paper and by measurement (bench/demo_log.md has the runs):
 * the encoder's frames: SampleCNN without its final pooling. With 4 blocks a frame is 243 samples
   (30 ms at 8 kHz, 11 ms at 22.05 kHz; the paper: 10 ms at 16 kHz), and a chunk is 64 frames (the
   paper: 128 frames of 20480 samples), half the paper's, for a CPU's step.
-* K = 12 offsets and a GRU context of 256, the paper's. The predictors W_k have no bias. On a CPU
-  the GRU and the K predictions, not the encoder, are most of a step (bench/cpc.py prints each
-  choice's cost beside the demo's SimCLR step).
+* K = 12 offsets and a GRU context of 256, the paper's. The predictors W_k have no bias. On a
+  2-core CPU a step as shipped costs 3.3x the demo's SimCLR step, 128-frame chunks 2.7x more, and a
+  context of 128 no less (bench/cpc.py prints each choice's cost side by side).
 * no effects on the audio (CPC's signal is time, not invariance): the objective's defaults in
   ssl_min/config.py set every effect's probability to 0; flags can ask for them.
 * the representation probed and exported is the encoder's, as for the other objectives: measured on
@@ -69,7 +69,7 @@ def cpc_loss(z: torch.Tensor, preds: torch.Tensor, ids: torch.Tensor = None) -> 
     rank = dist.get_rank() if everyone.shape[0] != n else 0
     own = torch.arange(n, device=z.device) + rank * n                  # this process's rows among everyone's
     other = torch.ones(n, everyone.shape[0], dtype=torch.bool, device=z.device)
-    other[torch.arange(n), own] = False
+    other[torch.arange(n, device=z.device), own] = False
     if ids is not None:
         other &= ids[:, None] != gather_with_grad(ids)[None, :]        # a track is not its own negative
     losses = []

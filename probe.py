@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ssl_min.data.labeled import TooSmall, carve_validation, check_sizes, load_labeled
-from ssl_min.evaluate.blocks import BlockStats
+from ssl_min.evaluate.blocks import BlockStats, readout
 from ssl_min.evaluate.extract import cached_extract, recalibrate_batchnorm
 from ssl_min.evaluate.linear_probe import metrics, select_head, standardise, track_scores
 from ssl_min.evaluate.mfcc import MFCCStats
@@ -70,11 +70,11 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
     """The report's rows as extractors (B, 1, chunk) -> (B, D), each with a cache key naming its
     weights and readout -> (extractors, keys). The random-init encoder is built from `seed` and its
     BatchNorm statistics re-estimated on `train_tracks` (said in `notes`, a list, and printed)."""
-    readout, suffix = (BlockStats, ":blocks") if features in ("blocks", "auto") else ((lambda m: m), "")
-    suffix += f":{encoder.conv}"                  # the two formulations round differently
+    reading = "output" if features == "output" else "blocks"     # auto reads the output out of the blocks
+    suffix = (":blocks" if reading == "blocks" else "") + f":{encoder.conv}"   # the formulations round differently
     extractors, keys = {}, {}
     if "pretrained" in rows:
-        extractors["pretrained"] = readout(encoder.to(device))
+        extractors["pretrained"] = readout(encoder.to(device), reading)
         keys["pretrained"] = weights_id(encoder) + suffix
     if "random_init" in rows:
         torch.manual_seed(seed)
@@ -84,7 +84,8 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
         print(note)
         if notes is not None:
             notes.append(note)
-        extractors["random_init"], keys["random_init"] = readout(random_encoder), weights_id(random_encoder) + suffix
+        extractors["random_init"] = readout(random_encoder, reading)
+        keys["random_init"] = weights_id(random_encoder) + suffix
     if "mfcc" in rows:
         rate = info["sample_rate"]
         extractors["mfcc"] = MFCCStats(rate).to(device)
@@ -196,10 +197,10 @@ def main(argv=None):
     cols = (["accuracy", "macro_f1"] if task == "multiclass" else []) + ["roc_auc", "pr_auc"]
     print(f"\n{'encoder':<12}" + "".join(f"{c:>10}" for c in cols) + f"{'head L2':>10}{'valid':>8}  readout")
     for name, r in results.items():
-        readout = ("MFCC statistics" if name == "mfcc" else args.features if "readout" not in r else
+        read = ("MFCC statistics" if name == "mfcc" else args.features if "readout" not in r else
                    f"{r['readout']['chosen']} (valid: " + ", ".join(f"{k} {v:.3f}" for k, v in r["readout"]["valid"].items()) + ")")
         print(f"{name:<12}" + "".join(f"{r[c]:>10.4f}" for c in cols)
-              + f"{r['head']['l2']:>10.0e}{r['head']['valid_score']:>8.3f}  {readout}")
+              + f"{r['head']['l2']:>10.0e}{r['head']['valid_score']:>8.3f}  {read}")
     print(f"head chosen on: {results[rows[0]]['head']['criterion']}")
     left = results[rows[0]].get("tags_left_out")
     if left:

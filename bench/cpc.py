@@ -39,7 +39,7 @@ def every_frame_loss(z, preds, ids=None):
 class EveryFrame(CPC):
     def forward(self, model, x, ids=None, groups=1):
         z = model(x).transpose(1, 2)
-        return every_frame_loss(z, self.run_heads(z)[1], ids)
+        return every_frame_loss(z, self.run(z)[1], ids)
 
 
 def setup(kind):

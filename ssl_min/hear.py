@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from ssl_min.data.audio import split_chunks
-from ssl_min.evaluate.blocks import FEATURES, BlockStats
+from ssl_min.evaluate.blocks import readout
 from ssl_min.models.load import CLMR_INFO, load_encoder, pick_device
 from ssl_min.models.samplecnn import SampleCNN
 from ssl_min.runtime.formulation import resolve_conv
@@ -35,9 +35,7 @@ class HEARModel(nn.Module):
 
     def __init__(self, encoder, sample_rate, chunk_samples, timestamp_hop_ms=250.0, batch_size=64, features="output"):
         super().__init__()
-        if features not in FEATURES:
-            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-        self.encoder = (BlockStats(encoder) if features == "blocks" else encoder).eval()
+        self.encoder = readout(encoder, features).eval()
         self.sample_rate, self.chunk, self.features = int(sample_rate), int(chunk_samples), features
         with torch.no_grad():
             device = next(self.encoder.parameters()).device

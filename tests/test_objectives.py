@@ -157,7 +157,11 @@ def test_byol_loss_is_the_normalised_squared_distance_and_target_gets_no_gradien
     assert all(p.grad is None for p in byol.target.parameters())
     assert all(p.grad is not None for p in byol.trainable())
     assert set(byol.state_dict()) >= {"predictor.0.weight", "target.lin.weight"}
-    assert not any(k.startswith("run_predictor") for k in byol.state_dict())
+    assert not any(k.startswith("run") for k in byol.state_dict())
+    keys = set(byol.state_dict())
+    byol.distribute(lambda m: nn.Sequential(m))                  # a stand-in for DDP's wrapper
+    assert byol.run is not byol.predictor and set(byol.state_dict()) == keys
+    assert torch.equal(byol.run(model(x)), pred)                 # the wrapper runs the same predictor
 
 
 def test_simclr_objective_is_ntxent_of_the_two_halves():

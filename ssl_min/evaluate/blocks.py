@@ -42,3 +42,11 @@ class BlockStats(nn.Module):
         one frame, its flatten) returns. So one pass yields both readouts (probe.py --features auto)."""
         frames, c = chunk // 3 ** (self.encoder.n_blocks + 1), self.encoder.out_dim
         return slice(-2 * c, -c) if frames > 1 else slice(-c, None)
+
+
+def readout(encoder: nn.Module, features: str) -> nn.Module:
+    """The module that reads `encoder` the named way: x (B, 1, T) -> (B, D). 'output': the encoder
+    itself (its representation); 'blocks': BlockStats over it. Anything else is refused."""
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    return BlockStats(encoder) if features == "blocks" else encoder

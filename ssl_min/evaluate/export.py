@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ssl_min.data.index import file_stamp
 from ssl_min.data.source import open_tracks
-from ssl_min.evaluate.blocks import FEATURES, BlockStats
+from ssl_min.evaluate.blocks import FEATURES, readout
 from ssl_min.evaluate.extract import chunk_batches
 from ssl_min.models.load import load_encoder, pick_device, weights_id
 from ssl_min.runtime.atomic import atomic_write, write_text_atomic
@@ -83,16 +83,13 @@ def export(checkpoint, data, out, timestamps=False, batch_size=64, num_workers=2
     or "auto" (measured here, said). features: "output" or "blocks" (ssl_min/evaluate/blocks.py).
     Raises MixedExport when `out` holds another encoder's export (or another setting's) and not
     `overwrite`."""
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     encoder, info = load_encoder(checkpoint)
     rate, chunk = info["sample_rate"], info["chunk_samples"]
     encoder.conv, line = resolve_conv(conv, device, info["arch"], chunk)
     print(line)
-    encoder = encoder.to(device)
+    model = readout(encoder.to(device), features)                 # a bad name is refused before any file is read
     data, out = Path(data), Path(out)
     settings, record = export_settings(encoder, info, timestamps, features), out / "export.json"
-    model = BlockStats(encoder) if features == "blocks" else encoder
     previous = json.loads(record.read_text()) if record.exists() else None
     if previous is not None:
         previous["settings"].setdefault("features", "output")   # exports from before --features read the output

@@ -46,16 +46,27 @@ class Objective(nn.Module):
     network (DDP-wrapped under torchrun). Objectives with their own state (a queue, a target
     network, a predictor) keep it in this module, so its state_dict is the checkpoint's.
 
-    trainable():           extra parameters for the optimizer (BYOL's predictor), default none
-    distribute(wrap):      wrap those trainable parts for DDP (wrap = lambda m: DDP(m, ...))
+    own(name, module):     makes `module` the objective's trainable part (BYOL's predictor, CPC's
+                           heads): a submodule named `name` (so its checkpoint keys are name.*),
+                           and `self.run`, the callable that runs it
+    trainable():           its parameters, for the optimizer (none if nothing is owned)
+    distribute(wrap):      `self.run` becomes wrap(module) for DDP (wrap = lambda m: DDP(m, ...)); the
+                           wrapper is kept outside the submodules, so the state dict holds the weights once
     after_step(online, progress): called after each optimizer step, progress = step / total steps
     """
+    _owned = None
+
+    def own(self, name: str, module: nn.Module):
+        setattr(self, name, module)
+        object.__setattr__(self, "_owned", module)
+        object.__setattr__(self, "run", module)
 
     def trainable(self):
-        return []
+        return [] if self._owned is None else list(self._owned.parameters())
 
     def distribute(self, wrap):
-        pass
+        if self._owned is not None:
+            object.__setattr__(self, "run", wrap(self._owned))
 
     def after_step(self, online, progress):
         pass

@@ -29,19 +29,12 @@ class BYOL(Objective):
     def __init__(self, model: nn.Module, dim: int, hidden: int, momentum: float = 0.99):
         super().__init__()
         self.target = momentum_copy(model, momentum)
-        self.predictor = nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                       nn.Linear(hidden, dim))
+        self.own("predictor", nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+                                            nn.Linear(hidden, dim)))      # trained; DDP-wrapped as self.run
         self.base_momentum = momentum
-        object.__setattr__(self, "run_predictor", self.predictor)   # DDP-wrapped by distribute; not a submodule
-
-    def trainable(self):
-        return list(self.predictor.parameters())
-
-    def distribute(self, wrap):
-        object.__setattr__(self, "run_predictor", wrap(self.predictor))
 
     def forward(self, model, x, ids=None, groups=1):
-        p = self.run_predictor(model(x, groups=groups))                        # (2N, D)
+        p = self.run(model(x, groups=groups))                           # the predictor: (2N, D)
         with torch.no_grad():
             t = self.target(x, groups=groups)
         with torch.autocast(device_type=x.device.type, enabled=False):

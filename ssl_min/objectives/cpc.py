@@ -91,17 +91,10 @@ class CPC(Objective):
 
     def __init__(self, dim: int, context: int = 256, steps: int = 12):
         super().__init__()
-        self.heads = ContextPredictor(dim, context, steps)
-        object.__setattr__(self, "run_heads", self.heads)       # DDP-wrapped by distribute; not a submodule
-
-    def trainable(self):
-        return list(self.heads.parameters())
-
-    def distribute(self, wrap):
-        object.__setattr__(self, "run_heads", wrap(self.heads))
+        self.own("heads", ContextPredictor(dim, context, steps))    # trained; DDP-wrapped as self.run
 
     def forward(self, model, x, ids=None, groups=1):
         z = model(x).transpose(1, 2)                             # (N, T', D)
-        _, preds = self.run_heads(z)
+        _, preds = self.run(z)                                   # the heads
         with torch.autocast(device_type=x.device.type, enabled=False):
             return cpc_loss(z.float(), preds.float(), ids)

@@ -1,6 +1,6 @@
-"""What the effects buy on the demo: pretraining with CLMR's chain against two crops only, over seeds.
+"""What the effects buy on the demo: pretraining with the effects against two crops only, over seeds.
 
-    python bench/demo_ablation.py                                   # chain vs crops, seeds 0 1 2
+    python bench/demo_ablation.py                  # the preset's chain, CLMR's ranges, crops; seeds 0 1 2
     python bench/demo_ablation.py --seeds 0 --config "tau0.1=--temperature 0.1"   # any train.py flags
 
 For every config and seed: `train.py --preset demo --seed S FLAGS` on DATA/unlabeled, then `probe.py
@@ -26,7 +26,10 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import cpu_name  # noqa: E402
 
 CROPS = ("--p_polarity 0 --p_noise 0 --p_gain 0 --p_filter 0 --p_delay 0 --p_pitch 0 --p_reverb 0")
-DEFAULT_CONFIGS = {"chain": "", "crops": CROPS}
+# The previous demo preset: CLMR's ranges (low-pass moved below 4 kHz for the 8-kHz rate), reverb 0.3.
+CLMR_RANGES = ("--p_noise 0.01 --min_snr 0.0001 --max_snr 0.01 --p_gain 0.3 --p_reverb 0.3 --lowpass_min 1500 "
+               "--highpass_min 200 --highpass_max 1200")
+DEFAULT_CONFIGS = {"chain": "", "clmr_ranges": CLMR_RANGES, "crops": CROPS}
 ARCH = ("sample_rate", "n_blocks", "width", "pool", "chunk_samples", "stem")
 KEYS = ("valid_tags_pr", "valid_style_pr", "test_tags_pr", "test_tags_roc", "test_style_acc")
 
@@ -79,7 +82,7 @@ def main():
     ap.add_argument("--runs", default="runs/ablation", help="where the run folders go")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--config", action="append", default=[],
-                    help="NAME=train.py flags (repeatable); default: chain='' and crops (every effect's P = 0)")
+                    help="NAME=train.py flags (repeatable); default: chain='' (the preset), clmr_ranges, crops (every effect's P = 0)")
     args = ap.parse_args()
     configs = dict(c.split("=", 1) for c in args.config) if args.config else DEFAULT_CONFIGS
     data, runs = Path(args.data), Path(args.runs)

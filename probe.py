@@ -35,7 +35,7 @@ from ssl_min.evaluate.blocks import BlockStats, readout
 from ssl_min.evaluate.extract import cached_extract, recalibrate_batchnorm
 from ssl_min.evaluate.linear_probe import metrics, select_head, standardise, track_scores
 from ssl_min.evaluate.mfcc import MFCCStats
-from ssl_min.models import SampleCNN
+from ssl_min.models import build_encoder
 from ssl_min.models.load import load_encoder, pick_device, weights_id
 from ssl_min.runtime.atomic import write_text_atomic
 from ssl_min.runtime.cpu_memory import keep_freed_memory
@@ -78,7 +78,7 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
         keys["pretrained"] = weights_id(encoder) + suffix
     if "random_init" in rows:
         torch.manual_seed(seed)
-        random_encoder = SampleCNN(*info["arch"], conv=encoder.conv).to(device)
+        random_encoder = build_encoder(*info["arch"], conv=encoder.conv, context=info.get("context")).to(device)
         n = recalibrate_batchnorm(random_encoder, train_tracks, chunk, device, seed=seed)
         note = f"random_init: BatchNorm statistics re-estimated on {n} training chunks"
         print(note)

@@ -8,9 +8,11 @@
 
 Each step: a batch of pairs -> two random chunks of one track per pair -> random audio effects on
 each -> SampleCNN + projector -> the objective: NT-Xent by default, where the other tracks in the
-batch (on every process) are the negatives; `--objective moco|vicreg|byol` for the others, and
-`--objective cpc` learns from single chunks by predicting their next frames (ssl_min/objectives/). Writes RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and
-RUN/best.pt (the lowest loss over a whole epoch). Configuration: ssl_min/config.py.
+batch (on every process) are the negatives; `--objective moco|vicreg|byol` for the others.
+`--objective cpc` learns from single chunks by predicting their next frames, `--objective masked`
+by predicting hidden spans of frames from the rest (HuBERT, MERT; ssl_min/objectives/). Writes
+RUN/config.json, RUN/metrics.jsonl, RUN/checkpoint.pt (last) and RUN/best.pt (the lowest loss over
+a whole epoch); masked also RUN/codebook.pt, its teachers' k-means. Configuration: ssl_min/config.py.
 """
 import dataclasses
 import hashlib
@@ -29,8 +31,9 @@ from tqdm import tqdm
 from ssl_min.augment import chain_for
 from ssl_min.config import config_for_run, get_lr, parse_args
 from ssl_min.data import PairDataset, StreamSampler, open_tracks
+from ssl_min.data.codebook import fit_codebook
 from ssl_min.evaluate.monitor import KNNMonitor
-from ssl_min.models import build_model
+from ssl_min.models import build_model, context_of
 from ssl_min.objectives import build_objective
 from ssl_min.runtime import distributed, sync_bn
 from ssl_min.runtime.atomic import save_atomic, trim_metrics, write_text_atomic
@@ -45,6 +48,22 @@ def training_tracks(cfg, p):
     no collective that could time out); then they read what it wrote."""
     tracks = distributed.rank0_first(p, lambda: open_tracks(cfg.data, cfg.sample_rate, cfg.cache)[0])
     return tracks if p.master else open_tracks(cfg.data, cfg.sample_rate, cfg.cache, build=False, verbose=False)[0]
+
+
+def install_codebook(cfg, p, objective, tracks, out):
+    """The masked objective's teachers get their codebook (ssl_min/data/codebook.py): rank 0 fits it
+    into OUT/codebook.pt while the others wait (no collective that could time out); every process
+    installs that file's tensors, so all hold the same ones."""
+    path = out / "codebook.pt"
+
+    def fit():
+        t = time.perf_counter()
+        save_atomic(fit_codebook(tracks, objective.teachers, cfg.chunk_samples, cfg.seed, cfg.codebook_chunks), path)
+        print(f"codebook: {cfg.mask_tokens} centroids of the teachers' frames in {cfg.codebook_chunks} chunks "
+              f"({time.perf_counter() - t:.1f} s) -> {path}")
+
+    distributed.rank0_first(p, fit)
+    objective.teachers.set_codebook(**torch.load(path, map_location="cpu", weights_only=True))
 
 
 def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progress, aug_gen, cfg, device):
@@ -100,12 +119,12 @@ def main(argv=None):
     # ---- data: an endless stream of pairs; augmentations on the device or in the workers
     torch.manual_seed(cfg.seed)
     chain = chain_for(cfg)
-    views = 1 if cfg.objective == "cpc" else 2                 # CPC learns from one chunk's own future
+    views = 1 if cfg.objective in ("cpc", "masked") else 2     # CPC and masked learn from one chunk
     dataset = PairDataset(training_tracks(cfg, p), cfg.chunk_samples, seed=cfg.seed, verbose=p.master,
                           transform=chain if cfg.augment_on == "workers" else None, views=views)
     if len(dataset.tracks) < 2:
-        raise SystemExit(f"{cfg.data}: {len(dataset.tracks)} usable track(s); contrastive learning needs at least "
-                         "2 (the other tracks are the negatives)")
+        raise SystemExit(f"{cfg.data}: {len(dataset.tracks)} usable track(s); pretraining needs at least 2 (the "
+                         "other tracks are the negatives, or for masked the pool its codebook is fitted on)")
     data_id = hashlib.sha1(json.dumps([(t.path, t.length) for t in dataset.tracks]).encode()).hexdigest()
     global_batch = cfg.batch_size * p.world
     steps_per_epoch = max(1, len(dataset) // global_batch)     # an epoch: the data's chunks, once
@@ -117,12 +136,15 @@ def main(argv=None):
 
     # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
     orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.conv,
-                             cfg.objective).to(p.device)
+                             cfg.objective, context_of(dataclasses.asdict(cfg))).to(p.device)
     if cfg.sync_bn:                             # before the momentum copies and the optimizer are made
         orig_model = sync_bn.convert(orig_model, p.device.type)
         say("BatchNorm statistics over the global batch of " + (f"{p.world} processes" if p.world > 1 else
                                                                  "1 process (the same as without --sync_bn)"))
     objective = build_objective(cfg, orig_model).to(p.device)         # its queue / target / predictor
+    objective.generator = aug_gen               # what an objective draws (masked: its spans), resumed exactly
+    if cfg.objective == "masked" and not ckpt:  # a resume reads the codebook from the objective's state
+        install_codebook(cfg, p, objective, dataset.tracks, out)
     if cfg.sync_bn:
         objective = sync_bn.convert(objective, p.device.type)          # BYOL's predictor has a BatchNorm
     optimizer = torch.optim.Adam([*orig_model.parameters(), *objective.trainable()], lr=cfg.lr,

@@ -48,11 +48,26 @@ class Config:
     sync_bn: bool = F(False, "torchrun: BatchNorm statistics over the global batch of every process (SimCLR's global BN; CLMR: per process), so the gradients equal one process with the whole batch; runs the reference formulation (ssl_min/runtime/sync_bn.py)")
     bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
     # objective (ssl_min/objectives/)
-    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol', or 'cpc' (predict the next frames of one chunk: single chunks, no projector; its defaults in OBJECTIVE_DEFAULTS apply over the preset)", list(OBJECTIVES))
+    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol', "
+                       "'cpc' (predict the next frames of one chunk: single chunks, no projector), or 'masked' "
+                       "(hide spans of frames; a Transformer predicts the teachers' tokens and spectrum there: "
+                       "HuBERT, MERT); cpc's and masked's defaults in OBJECTIVE_DEFAULTS apply over the preset",
+                       list(OBJECTIVES))
     queue_size: int = F(4096, "moco: negatives kept in the queue (MoCo v2: 65536 on ImageNet)")
     momentum: float = F(0.99, "moco: the key encoder's EMA momentum; byol: its base, raised to 1 along a cosine")
     cpc_steps: int = F(12, "cpc: K, the future frames predicted from each context (the paper: 12)")
     cpc_context: int = F(256, "cpc: the GRU context network's width (the paper: 256)")
+    context_layers: int = F(2, "masked: pre-LN Transformer layers over the frames (ssl_min/models/context.py)")
+    context_heads: int = F(4, "masked: attention heads (the frames' width must divide by it)")
+    mask_prob: float = F(0.8, "masked: spans start so that mask_prob x frames would be masked without overlap "
+                         "(HuBERT: 0.8, about half the frames once spans overlap)")
+    mask_span: int = F(5, "masked: frames per masked span")
+    mask_tokens: int = F(64, "masked: K, the k-means centroids of log-mel + chroma frames (the tokens)")
+    w_tokens: float = F(1.0, "masked: weight of the tokens' cross-entropy (0: off)")
+    w_spectrum: float = F(1.0, "masked: weight of the semitone spectrum's squared error (0: off)")
+    mask_mix: float = F(0.0, "masked: P(another clip of the batch mixed into a clip, 5-15 dB quieter: MERT's "
+                        "in-batch noise); the teachers read the clean clip")
+    codebook_chunks: int = F(512, "masked: chunks of the pool whose frames fit the codebook (ssl_min/data/codebook.py)")
     # optimisation
     batch_size: int = F(48, "tracks per step per process; 2x chunks go through the model (CLMR: 48)")
     lr: float = F(3e-4, "Adam learning rate (CLMR: 3e-4; it scales roughly with batch size)")
@@ -126,9 +141,13 @@ PRESETS = {
 # An objective's own starting values, applied over the preset's (flags given still win) and said in
 # the log. CPC reads frames, not one vector: SampleCNN with 4 blocks (a frame per 243 samples), a
 # mean-pooled 64-frame chunk, no effects (ssl_min/objectives/cpc.py says why).
+# The masked objective reads frames too: the same 4 blocks and 64 frames, a Transformer over them, and
+# no effects (the teachers describe the audio the model hears; the mixture is its own option).
 OBJECTIVE_DEFAULTS = {
     "cpc": dict(n_blocks=4, pool="mean", chunk_samples=3 ** 5 * 64, p_polarity=0.0, p_noise=0.0, p_gain=0.0,
                 p_filter=0.0, p_delay=0.0, p_pitch=0.0, p_reverb=0.0, p_time_mask=0.0),
+    "masked": dict(n_blocks=4, pool="mean", chunk_samples=3 ** 5 * 64, p_polarity=0.0, p_noise=0.0, p_gain=0.0,
+                   p_filter=0.0, p_delay=0.0, p_pitch=0.0, p_reverb=0.0, p_time_mask=0.0),
 }
 RESUME_MAY_CHANGE = {"epochs", "max_steps", "num_workers", "log_every", "ckpt_every", "device", "compile", "conv",
                      "monitor", "monitor_every", "dist_timeout"}
@@ -178,8 +197,18 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         raise SystemExit(f"objective cpc predicts frames: it needs pool=mean and a chunk of at least cpc_steps + 1 = "
                          f"{cfg.cpc_steps + 1} frames of {receptive} samples, got pool={cfg.pool}, "
                          f"chunk_samples={cfg.chunk_samples}")
-    if cfg.objective == "cpc" and cfg.bn_views == "separate":
-        raise SystemExit("bn_views=separate splits the two views of a pair; objective cpc reads single chunks")
+    if cfg.objective in ("cpc", "masked") and cfg.bn_views == "separate":
+        raise SystemExit(f"bn_views=separate splits the two views of a pair; objective {cfg.objective} reads single chunks")
+    if cfg.objective == "masked":
+        frames = cfg.chunk_samples // receptive
+        if cfg.pool != "mean" or frames < 2 * cfg.mask_span:
+            raise SystemExit(f"objective masked hides spans of frames: it needs pool=mean and a chunk of at least "
+                             f"2 x mask_span = {2 * cfg.mask_span} frames of {receptive} samples, got pool={cfg.pool}, "
+                             f"{frames} frame(s)")
+        if not 0 < cfg.mask_prob <= 1 or cfg.mask_span < 1 or cfg.mask_tokens < 2 or not 0 <= cfg.mask_mix <= 1:
+            raise SystemExit("masked: mask_prob in (0, 1], mask_span >= 1, mask_tokens >= 2, mask_mix in [0, 1]")
+        if cfg.w_tokens < 0 or cfg.w_spectrum < 0 or cfg.w_tokens + cfg.w_spectrum == 0:
+            raise SystemExit("masked: w_tokens and w_spectrum are >= 0 and not both 0 (nothing to predict)")
     if cfg.effect_reuse < 1:
         raise SystemExit(f"effect_reuse must be >= 1 (1: every chunk its own settings), got {cfg.effect_reuse}")
     if not 0 <= cfg.time_mask_max <= 1:

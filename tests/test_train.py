@@ -287,14 +287,16 @@ train.main({argv!r})
 @pytest.mark.parametrize("sig,workers,objective", [
     (signal.SIGINT, 0, "simclr"), (signal.SIGINT, 1, "simclr"), (signal.SIGKILL, 0, "simclr"),
     (signal.SIGKILL, 1, "simclr"), (signal.SIGKILL, 0, "moco"), (signal.SIGKILL, 0, "vicreg"),
-    (signal.SIGKILL, 0, "byol"), (signal.SIGINT, 0, "byol"), (signal.SIGKILL, 0, "cpc"), (signal.SIGKILL, 1, "cpc")])
+    (signal.SIGKILL, 0, "byol"), (signal.SIGINT, 0, "byol"), (signal.SIGKILL, 0, "cpc"), (signal.SIGKILL, 1, "cpc"),
+    (signal.SIGKILL, 0, "masked"), (signal.SIGKILL, 1, "masked")])
 def test_resume_after_a_kill_ends_where_an_uninterrupted_run_ends(audio_dir, tmp_path, sig, workers, objective):
     # 10 tracks, batch 4: 3 steps per epoch. Checkpoints every 3 steps; the kill lands during step 6
     # (SIGINT: step 6 finishes and is saved; SIGKILL: steps 4-5 are lost and done again). MoCo's
-    # queue, and MoCo's and BYOL's momentum networks, BYOL's predictor and CPC's GRU and predictors,
-    # must come back exactly.
+    # queue, and MoCo's and BYOL's momentum networks, BYOL's predictor, CPC's GRU and predictors, and
+    # the masked objective's codebook, heads and spans (with its mixture on) must come back exactly.
+    masked = ["--mask_tokens", "8", "--codebook_chunks", "32", "--mask_mix", "0.5"] if objective == "masked" else []
     common = [*TINY, "--data", str(audio_dir), "--precision", "fp32", "--num_workers", str(workers),
-              "--ckpt_every", "3", "--objective", objective, "--queue_size", "12"]
+              "--ckpt_every", "3", "--objective", objective, "--queue_size", "12", *masked]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train.main([*common, "--out", str(straight), "--max_steps", "10"])
     script = KILL_AT_STEP.format(root=str(ROOT), at=6, sig=int(sig),

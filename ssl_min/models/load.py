@@ -1,7 +1,10 @@
 """Every checkpoint a user may hold -> a frozen encoder and the audio it expects.
 
     load_encoder(path, conv="reference") -> (encoder: SampleCNN in eval mode, in the formulation `conv`,
-                           info: {"sample_rate", "chunk_samples", "source", "arch", "train_config"})
+                           info: {"sample_rate", "chunk_samples", "source", "arch", "context", "train_config"})
+
+A run of the masked objective gives its MaskedEncoder (SampleCNN + Transformer, context.py);
+`build_encoder(*info["arch"], conv, info["context"])` builds the same architecture afresh.
 
 Accepted:
 * ssl_min's own (train.py): a dict with "model" and "config"; loaded strictly.
@@ -19,6 +22,7 @@ import pickle
 
 import torch
 
+from ssl_min.models.build import build_encoder, context_of
 from ssl_min.models.samplecnn import SampleCNN
 
 CLMR_INFO = {"sample_rate": 22050, "chunk_samples": 59049, "n_blocks": 9}
@@ -62,11 +66,11 @@ def load_encoder(path, conv="reference"):
     ckpt = _torch_load(path)
     if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:          # ssl_min's own
         cfg = ckpt["config"]
-        encoder = SampleCNN(cfg["n_blocks"], cfg["width"], cfg["pool"], conv)
+        encoder = build_encoder(cfg["n_blocks"], cfg["width"], cfg["pool"], conv, context_of(cfg))
         encoder.load_state_dict({k[len("encoder."):]: v for k, v in ckpt["model"].items()
                                  if k.startswith("encoder.")})
         info = {"sample_rate": cfg["sample_rate"], "chunk_samples": cfg["chunk_samples"], "source": "ssl_min",
-                "arch": (cfg["n_blocks"], cfg["width"], cfg["pool"]), "train_config": cfg}
+                "arch": (cfg["n_blocks"], cfg["width"], cfg["pool"]), "context": context_of(cfg), "train_config": cfg}
     elif isinstance(ckpt, dict) and "pytorch-lightning_version" in ckpt:          # CLMR, Lightning
         state = {k[len("model.encoder."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.encoder.")}
         encoder, info = _clmr(state, "CLMR (PyTorch Lightning checkpoint)", conv)
@@ -85,7 +89,8 @@ def _clmr(state, source, conv):
     encoder = SampleCNN(CLMR_INFO["n_blocks"], 1.0, "flatten", conv)
     encoder.load_state_dict(clmr_to_ssl_min(state, CLMR_INFO["n_blocks"]))       # strict
     return encoder, {"sample_rate": CLMR_INFO["sample_rate"], "chunk_samples": CLMR_INFO["chunk_samples"],
-                     "source": source, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten"), "train_config": None}
+                     "source": source, "arch": (CLMR_INFO["n_blocks"], 1.0, "flatten"), "context": None,
+                     "train_config": None}
 
 
 def weights_id(module) -> str:

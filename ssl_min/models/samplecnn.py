@@ -150,13 +150,3 @@ class FrameModel(nn.Module):
 
     def forward(self, x: torch.Tensor, groups: int = 1) -> torch.Tensor:
         return self.encoder.frames(x)
-
-
-def build_model(n_blocks=9, width=1.0, pool="flatten", proj_hidden=512, proj_dim=64, conv="reference",
-                objective="simclr"):
-    """The one place the network is built from config fields: encoder + projector, or for CPC the
-    encoder's frames (its context network and predictors live in the objective)."""
-    encoder = SampleCNN(n_blocks=n_blocks, width=width, pool=pool, conv=conv)
-    if objective == "cpc":
-        return FrameModel(encoder)
-    return ContrastiveModel(encoder, Projector(encoder.out_dim, proj_hidden, proj_dim))

@@ -53,8 +53,11 @@ class Objective(nn.Module):
     distribute(wrap):      `self.run` becomes wrap(module) for DDP (wrap = lambda m: DDP(m, ...)); the
                            wrapper is kept outside the submodules, so the state dict holds the weights once
     after_step(online, progress): called after each optimizer step, progress = step / total steps
+    generator:             what an objective that draws (the masked one's spans) draws from; train.py
+                           sets its augmentation stream, saved in the checkpoint, so a resume is exact
     """
     _owned = None
+    generator = None
 
     def own(self, name: str, module: nn.Module):
         setattr(self, name, module)

@@ -1,12 +1,17 @@
 # ssl_min: every command a user needs. Variables override, e.g.
 #   make pretrain DATA=~/music PRESET=clmr OUT=runs/mine ARGS="--batch_size 96"
 #   make probe OUT=runs/mine LABELED=~/mtt_ssl
+#   make pretrain probe OBJECTIVE=masked          # the masked objective, in runs/demo_masked
 PY       ?= .venv/bin/python
 DEMO     := data/demo
 DATA     ?= $(DEMO)/unlabeled
 LABELED  ?= $(DEMO)
 PRESET   ?= demo
-OUT      ?= runs/$(PRESET)
+OBJECTIVE ?= simclr
+OUT      ?= runs/$(PRESET)$(if $(filter-out simclr,$(OBJECTIVE)),_$(OBJECTIVE))
+comma    := ,
+# The demo's probe adds the ceiling (the architecture trained on the labels, as long as the pretraining).
+ROWS     ?= pretrained,random_init,mfcc$(if $(filter $(DEMO),$(LABELED)),$(comma)supervised)
 ARGS     ?=
 CKPT     ?= $(OUT)/checkpoint.pt
 
@@ -32,12 +37,12 @@ demo: install                        ## write the built-in demo dataset (once; a
 
 # The demo data is generated only when it is what we train on.
 pretrain: install $(if $(filter $(DEMO)/unlabeled,$(DATA)),demo)   ## contrastive pretraining (the demo data unless DATA= is given)
-	$(PY) train.py --data $(DATA) --preset $(PRESET) --out $(OUT) $(ARGS)
+	$(PY) train.py --data $(DATA) --preset $(PRESET) --objective $(OBJECTIVE) --out $(OUT) $(ARGS)
 
-probe: install $(if $(filter $(DEMO),$(LABELED)),demo)                  ## linear probe: pretrained vs random-init encoder vs MFCC features
-	$(PY) probe.py --checkpoint $(CKPT) --data $(LABELED)
+probe: install $(if $(filter $(DEMO),$(LABELED)),demo)                  ## linear probe: pretrained vs random init vs MFCC vs supervised
+	$(PY) probe.py --checkpoint $(CKPT) --data $(LABELED) --rows $(ROWS)
 	if [ "$(LABELED)" = "$(DEMO)" ]; then \
-	  $(PY) probe.py --checkpoint $(CKPT) --data $(DEMO)/style --out $(OUT)/probe_style.json; fi
+	  $(PY) probe.py --checkpoint $(CKPT) --data $(DEMO)/style --rows $(ROWS) --out $(OUT)/probe_style.json; fi
 
 EMB      ?= $(OUT)/embeddings_export
 embed: install                       ## one .npy per audio file of DATA (the track embedding), plus index.csv

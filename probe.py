@@ -12,6 +12,10 @@ Three rows, one protocol:
   random_init  the same architecture, random weights, BatchNorm statistics re-estimated on the
                training audio (so it is not probed with statistics of mean 0, variance 1)
   mfcc         40 MFCCs + deltas, mean and std over each chunk: the hand-crafted baseline
+  supervised   (--rows ...,supervised) the ceiling: the same architecture trained end to end on the
+               train split's labels for the pretraining run's steps and batch, its best point on
+               validation, then frozen and probed like the others (ssl_min/evaluate/supervised.py);
+               the report says what share of the random_init -> supervised gap the pretrained row closes
 1. Every non-overlapping chunk of every labeled track goes through the three extractors
    (each track decoded once; features cached next to the checkpoint).
 2. Features are standardised with the training split's statistics; an L2-regularised logistic
@@ -24,10 +28,12 @@ picture of every tag's (or class's) PR-AUC per row (.png).
 """
 import argparse
 import copy
+import hashlib
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ssl_min.data.labeled import TooSmall, carve_validation, check_sizes, load_labeled
@@ -35,13 +41,15 @@ from ssl_min.evaluate.blocks import BlockStats, readout
 from ssl_min.evaluate.extract import cached_extract, recalibrate_batchnorm
 from ssl_min.evaluate.linear_probe import metrics, select_head, standardise, track_scores
 from ssl_min.evaluate.mfcc import MFCCStats
+from ssl_min.evaluate.supervised import train_supervised
 from ssl_min.models import build_encoder
 from ssl_min.models.load import load_encoder, pick_device, weights_id
-from ssl_min.runtime.atomic import write_text_atomic
+from ssl_min.runtime.atomic import save_atomic, write_text_atomic
 from ssl_min.runtime.cpu_memory import keep_freed_memory
 from ssl_min.runtime.formulation import resolve_conv
 from ssl_min.visual.bars import plot_probe
 
+HEADROOM = 0.05          # a random_init -> supervised gap below this (PR-AUC) cannot show a learner's worth
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--checkpoint", required=True, help="a train.py checkpoint (checkpoint.pt or best.pt), or CLMR's")
 parser.add_argument("--data", required=True, help="labeled data: tutorial layout, MagnaTagATune, class folders or a label CSV")
@@ -56,7 +64,10 @@ parser.add_argument("--features", choices=["auto", "output", "blocks"], default=
                     "(a layer-wise readout: ssl_min/evaluate/blocks.py), or 'auto': both from one pass, "
                     "and per row the one with the higher validation score (the test split plays no part)")
 parser.add_argument("--rows", default="pretrained,random_init,mfcc",
-                    help="comma-separated rows of the report: pretrained, random_init, mfcc")
+                    help="comma-separated rows of the report: pretrained, random_init, mfcc, supervised (the "
+                    "ceiling: trains the architecture on the labels, as long as the pretraining run)")
+parser.add_argument("--supervised_steps", type=int, default=0,
+                    help="the supervised row's optimizer steps (0: the pretraining run's max_steps)")
 parser.add_argument("--seed", type=int, default=0, help="random-init weights and the MLP head's init and batch order")
 parser.add_argument("--num_workers", type=int, default=2, help="DataLoader workers decoding the labeled tracks")
 parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
@@ -91,6 +102,47 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
         extractors["mfcc"] = MFCCStats(rate).to(device)
         keys["mfcc"] = f"mfcc:{rate}:{extractors['mfcc'].n_mfcc}"
     return extractors, keys
+
+
+def supervised_row(info, sets, chunk, device, args, conv, cache_dir):
+    """The ceiling row: a fresh encoder of the checkpoint's architecture trained on the train split's
+    labels for the pretraining run's budget (steps, batch, learning rate), at its best validation
+    point; its weights cached in cache_dir under a key naming all of that and the data.
+    -> (encoder in eval mode, {"steps", "batch", "lr", "chosen_step", "valid", "seconds"})."""
+    cfg = info["train_config"] or {}
+    steps = args.supervised_steps or cfg.get("max_steps", 0)
+    batch, lr = cfg.get("batch_size", 48), cfg.get("lr", 3e-4)
+    data = {s: [(t.path, t.length) for t in sets[s].tracks] + [np.asarray(sets[s].targets).tolist()]
+            for s in ("train", "valid")}
+    key = hashlib.sha1(json.dumps([info["arch"], info.get("context"), steps, batch, lr, args.seed, chunk, data],
+                                  default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"supervised_{key}.pt"
+    torch.manual_seed(args.seed)
+    encoder = build_encoder(*info["arch"], conv=conv, context=info.get("context"))
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        encoder.load_state_dict(saved["encoder"])
+        print(f"supervised: read back from {path}")
+        return encoder.to(device).eval(), saved["info"]
+    print(f"supervised: training the architecture on {len(sets['train'].tracks)} labeled tracks, {steps} steps "
+          f"of {batch} (the pretraining run's budget), the best of 8 validation points kept")
+    encoder, trained = train_supervised(encoder, sets["train"], sets["valid"], chunk, steps, batch, lr, device,
+                                        seed=args.seed, num_workers=args.num_workers)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    save_atomic({"encoder": encoder.state_dict(), "info": trained}, path)
+    print(f"supervised: step {trained['chosen_step']} chosen on validation ({trained['seconds']:.0f} s)")
+    return encoder, trained
+
+
+def headroom(results):
+    """The random_init -> supervised gap (test macro PR-AUC) and the share the pretrained row closes."""
+    if not {"random_init", "supervised"} <= set(results):
+        return None
+    gap = results["supervised"]["pr_auc"] - results["random_init"]["pr_auc"]
+    out = {"gap": gap, "enough": gap >= HEADROOM}
+    if "pretrained" in results and gap > 0:
+        out["closed"] = (results["pretrained"]["pr_auc"] - results["random_init"]["pr_auc"]) / gap
+    return out
 
 
 def frozen_features(extractors, keys, sets, chunk, device, cache_dir, num_workers=0):
@@ -181,10 +233,21 @@ def main(argv=None):
 
     # ---- the rows: extractors (B, 1, chunk) -> (B, D), each with a cache key naming its weights
     rows = [r for r in args.rows.split(",") if r]
-    if unknown := set(rows) - {"pretrained", "random_init", "mfcc"}:
+    if unknown := set(rows) - {"pretrained", "random_init", "mfcc", "supervised"}:
         raise SystemExit(f"unknown rows {sorted(unknown)}")
     extractors, keys = row_extractors(rows, encoder, info, sets["train"].tracks, chunk, device, args.features,
                                       args.seed, notes)
+    trained = None
+    if "supervised" in rows and not (args.supervised_steps or (info["train_config"] or {}).get("max_steps")):
+        rows.remove("supervised")
+        notes.append("supervised row skipped: the checkpoint names no budget (max_steps); give --supervised_steps")
+        print(notes[-1])
+    if "supervised" in rows:                    # the ceiling: the same architecture trained on the labels
+        supervised, trained = supervised_row(info, sets, chunk, device, args, encoder.conv,
+                                             Path(args.checkpoint).parent / "embeddings")
+        reading = "output" if args.features == "output" else "blocks"
+        extractors["supervised"] = readout(supervised, reading)
+        keys["supervised"] = weights_id(supervised) + (":blocks" if reading == "blocks" else "") + f":{encoder.conv}"
     features = frozen_features(extractors, keys, sets, chunk, device, Path(args.checkpoint).parent / "embeddings",
                                num_workers=args.num_workers)
     if args.features == "auto":                 # encoder rows: the output or every block, chosen on valid
@@ -202,6 +265,11 @@ def main(argv=None):
         print(f"{name:<12}" + "".join(f"{r[c]:>10.4f}" for c in cols)
               + f"{r['head']['l2']:>10.0e}{r['head']['valid_score']:>8.3f}  {read}")
     print(f"head chosen on: {results[rows[0]]['head']['criterion']}")
+    room = headroom(results)
+    if room is not None:
+        share = f"; pretrained closes {100 * room['closed']:.0f} % of it" if "closed" in room else ""
+        print(f"headroom: supervised - random_init = {room['gap']:+.4f} PR-AUC{share}"
+              + ("" if room["enough"] else f" (under {HEADROOM}: this task cannot show a learner's worth)"))
     left = results[rows[0]].get("tags_left_out")
     if left:
         print(f"left out of the macro averages (no positive or no negative in test): {left}")
@@ -209,7 +277,7 @@ def main(argv=None):
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "task": task,
               "names": sets["train"].names, "tracks": sizes, "notes": notes,
               "encoder": info["source"], "config": {**vars(args), "train_config": info["train_config"]},
-              "results": results}
+              "results": results, "headroom": room, "supervised": trained}
     write_text_atomic(out, json.dumps(report, indent=1, default=float))
     picture = plot_probe(report, out.with_suffix(".png"))                  # per-tag PR-AUC bars
     print(f"wrote {out} and {picture}")

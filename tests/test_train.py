@@ -336,11 +336,15 @@ def test_a_new_run_into_a_folder_killed_before_its_first_checkpoint_starts_clean
     assert json.loads((out / "config.json").read_text())["max_steps"] == 3
 
 
-def test_two_processes_under_torchrun(audio_dir, tmp_path):
+@pytest.mark.parametrize("objective", ["simclr", "masked"])
+def test_two_processes_under_torchrun(audio_dir, tmp_path, objective):
+    # masked: rank 0 fits the codebook while rank 1 waits, both install RUN/codebook.pt; with the
+    # token head off (w_tokens 0) DDP must find no parameter without a gradient.
     out = tmp_path / "ddp"
+    extra = ["--mask_tokens", "8", "--codebook_chunks", "32", "--w_tokens", "0"] if objective == "masked" else []
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",  # a free port
            str(ROOT / "train.py"), "--data", str(audio_dir), "--out", str(out), *TINY, "--max_steps", "3",
-           "--precision", "fp32"]
+           "--precision", "fp32", "--objective", objective, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -348,6 +352,10 @@ def test_two_processes_under_torchrun(audio_dir, tmp_path):
     assert ckpt["step"] == 3 and len(ckpt["rng"]["augment"]) == 2
     assert "2 process(es)" in proc.stdout
     assert len(losses(out)) == 3                                   # only rank 0 writes
+    if objective == "masked":
+        book = torch.load(out / "codebook.pt", weights_only=True)
+        assert torch.equal(ckpt["objective"]["teachers.centroids"], book["centroids"])
+        assert not any(k.startswith("heads.tokens") for k in ckpt["objective"])
 
 
 SLOW_BUILD = """

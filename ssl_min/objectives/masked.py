@@ -66,7 +66,7 @@ def mix_in_batch(x: torch.Tensor, prob: float, generator: torch.Generator | None
 def masked_loss(logits, tokens, predicted, spectrum, mask, w_tokens=1.0, w_spectrum=1.0) -> torch.Tensor:
     """logits (N, T', K), tokens (N, T'), predicted and spectrum (N, T', S), mask (N, T') bool ->
     w_tokens * CE + w_spectrum * MSE, each the mean over the masked frames only."""
-    loss = logits.new_zeros(())
+    loss = spectrum.new_zeros(())
     if w_tokens:
         loss = loss + w_tokens * F.cross_entropy(logits[mask], tokens[mask])
     if w_spectrum:
@@ -75,14 +75,16 @@ def masked_loss(logits, tokens, predicted, spectrum, mask, w_tokens=1.0, w_spect
 
 
 class MaskedHeads(nn.Module):
-    """h (N, T', C) -> (token logits (N, T', K), spectrum (N, T', S)): one linear map each."""
+    """h (N, T', C) -> (token logits (N, T', K), spectrum (N, T', S)): one linear map each. A head
+    whose loss weighs 0 is not built (None out): DDP refuses parameters that get no gradient."""
 
     def __init__(self, dim: int, n_tokens: int, n_bands: int):
         super().__init__()
-        self.tokens, self.spectrum = nn.Linear(dim, n_tokens), nn.Linear(dim, n_bands)
+        self.tokens = nn.Linear(dim, n_tokens) if n_tokens else None
+        self.spectrum = nn.Linear(dim, n_bands) if n_bands else None
 
     def forward(self, h):
-        return self.tokens(h), self.spectrum(h)
+        return tuple(None if head is None else head(h) for head in (self.tokens, self.spectrum))
 
 
 class Masked(Objective):
@@ -94,7 +96,7 @@ class Masked(Objective):
                  mix=0.0):
         super().__init__()
         self.teachers = Teachers(sample_rate, hop, n_tokens)
-        self.own("heads", MaskedHeads(dim, n_tokens, self.teachers.n_bands))
+        self.own("heads", MaskedHeads(dim, n_tokens if w_tokens else 0, self.teachers.n_bands if w_spectrum else 0))
         self.prob, self.span, self.w_tokens, self.w_spectrum, self.mix = prob, span, w_tokens, w_spectrum, mix
 
     def forward(self, model, x, ids=None, groups=1):
@@ -106,6 +108,6 @@ class Masked(Objective):
         if self.mix > 0:
             x = mix_in_batch(x, self.mix, self.generator)
         logits, predicted = self.run(model(x, mask=mask))
+        f32 = lambda t: None if t is None else t.float()                      # noqa: E731
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return masked_loss(logits.float(), tokens, predicted.float(), spectrum, mask,
-                               self.w_tokens, self.w_spectrum)
+            return masked_loss(f32(logits), tokens, f32(predicted), spectrum, mask, self.w_tokens, self.w_spectrum)

@@ -1,6 +1,7 @@
 """The masked objective (ssl_min/objectives/masked.py, teachers.py, models/context.py, data/codebook.py):
 teachers against torchaudio and pure tones, the loss reading masked frames only, the spans, the
 codebook's seed, the encoder's readouts, and a masked run through probe, export and HEAR."""
+import json
 import math
 
 import numpy as np
@@ -14,6 +15,8 @@ from conftest import SR, TINY, write_tracks
 from ssl_min import hear
 from ssl_min.data import scan_folder
 from ssl_min.data.codebook import fit_codebook
+from ssl_min.embed import export
+from ssl_min.visual.neighbors import build_page
 from ssl_min.evaluate.blocks import BlockStats
 from ssl_min.models import MaskedEncoder, MaskedModel, SampleCNN, build_encoder, load_encoder
 from ssl_min.objectives.masked import Masked, masked_loss, mix_in_batch, span_mask
@@ -178,16 +181,19 @@ def test_an_unfitted_codebook_is_refused():
 
 # ---- a run, end to end ----
 
-def test_a_masked_run_learns_saves_its_codebook_and_is_probed_exported_and_heard(audio_dir, tmp_path, capsys):
-    out = tmp_path / "run"
-    train.main(["--data", str(audio_dir), "--out", str(out), *TINY, *MASKED, "--max_steps", "4"])
+def test_a_masked_run_is_monitored_saves_its_codebook_and_is_probed_exported_heard_and_paged(audio_dir, tmp_path):
+    out, labeled = tmp_path / "run", tutorial(tmp_path)
+    train.main(["--data", str(audio_dir), "--out", str(out), *TINY, *MASKED, "--max_steps", "4",
+                "--monitor", str(labeled), "--monitor_every", "2"])
+    readings = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in readings if "knn_pr_auc" in r] == [0, 2, 4]
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     book = torch.load(out / "codebook.pt", weights_only=True)
     assert torch.equal(ckpt["objective"]["teachers.centroids"], book["centroids"])
     assert bool(ckpt["objective"]["teachers.fitted"])
     encoder, info = load_encoder(out / "checkpoint.pt")
     assert isinstance(encoder, MaskedEncoder) and info["context"] == {"layers": 2, "heads": 2}
-    report = probe.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(tutorial(tmp_path)),
+    report = probe.main(["--checkpoint", str(out / "checkpoint.pt"), "--data", str(labeled),
                          "--num_workers", "0", "--conv", "reference"])
     assert set(report["results"]) == {"pretrained", "random_init", "mfcc"}
     assert all(0 <= r["pr_auc"] <= 1 for r in report["results"].values())
@@ -195,6 +201,12 @@ def test_a_masked_run_learns_saves_its_codebook_and_is_probed_exported_and_heard
     audio = torch.randn(2, 3000)
     scene = hear.get_scene_embeddings(audio, model)
     assert scene.shape == (2, model.scene_embedding_size) and torch.isfinite(scene).all()
+    done, _, _ = export(out / "checkpoint.pt", audio_dir, tmp_path / "emb", features="blocks", num_workers=0)
+    dim = BlockStats(encoder)(torch.zeros(2, 1, info["chunk_samples"])).shape[1]
+    assert done == 10 and np.load(tmp_path / "emb" / "track000.wav.npy").shape == (dim,)
+    stats = build_page(out / "checkpoint.pt", audio_dir, tmp_path / "page", k=2, queries=3, conv="reference",
+                       num_workers=0)
+    assert stats["queries"] == 3 and (tmp_path / "page" / "index.html").exists()
 
 
 def tutorial(root):

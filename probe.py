@@ -77,16 +77,21 @@ parser.add_argument("--conv", choices=["auto", "reference", "fast"], default="au
 parser.add_argument("--out", default=None, help="result file (default: probe_<checkpoint name>.json next to the checkpoint)")
 
 
+def readout_key(module, reading, conv):
+    """The feature cache's key for an encoder read one way (output or blocks) in one formulation:
+    its weights, the readout and the formulation (the formulations round differently)."""
+    return weights_id(module) + (":blocks" if reading == "blocks" else "") + f":{conv}"
+
+
 def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="output", seed=0, notes=None):
     """The report's rows as extractors (B, 1, chunk) -> (B, D), each with a cache key naming its
     weights and readout -> (extractors, keys). The random-init encoder is built from `seed` and its
     BatchNorm statistics re-estimated on `train_tracks` (said in `notes`, a list, and printed)."""
     reading = "output" if features == "output" else "blocks"     # auto reads the output out of the blocks
-    suffix = (":blocks" if reading == "blocks" else "") + f":{encoder.conv}"   # the formulations round differently
     extractors, keys = {}, {}
     if "pretrained" in rows:
         extractors["pretrained"] = readout(encoder.to(device), reading)
-        keys["pretrained"] = weights_id(encoder) + suffix
+        keys["pretrained"] = readout_key(encoder, reading, encoder.conv)
     if "random_init" in rows:
         torch.manual_seed(seed)
         random_encoder = build_encoder(*info["arch"], conv=encoder.conv, context=info.get("context")).to(device)
@@ -96,7 +101,7 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
         if notes is not None:
             notes.append(note)
         extractors["random_init"] = readout(random_encoder, reading)
-        keys["random_init"] = weights_id(random_encoder) + suffix
+        keys["random_init"] = readout_key(random_encoder, reading, encoder.conv)
     if "mfcc" in rows:
         rate = info["sample_rate"]
         extractors["mfcc"] = MFCCStats(rate).to(device)
@@ -104,13 +109,12 @@ def row_extractors(rows, encoder, info, train_tracks, chunk, device, features="o
     return extractors, keys
 
 
-def supervised_row(info, sets, chunk, device, args, conv, cache_dir):
+def supervised_row(info, sets, chunk, device, args, conv, steps, cache_dir):
     """The ceiling row: a fresh encoder of the checkpoint's architecture trained on the train split's
-    labels for the pretraining run's budget (steps, batch, learning rate), at its best validation
+    labels for `steps` and the pretraining run's batch and learning rate, at its best validation
     point; its weights cached in cache_dir under a key naming all of that and the data.
     -> (encoder in eval mode, {"steps", "batch", "lr", "chosen_step", "valid", "seconds"})."""
     cfg = info["train_config"] or {}
-    steps = args.supervised_steps or cfg.get("max_steps", 0)
     batch, lr = cfg.get("batch_size", 48), cfg.get("lr", 3e-4)
     data = {s: [(t.path, t.length) for t in sets[s].tracks] + [np.asarray(sets[s].targets).tolist()]
             for s in ("train", "valid")}
@@ -238,16 +242,17 @@ def main(argv=None):
     extractors, keys = row_extractors(rows, encoder, info, sets["train"].tracks, chunk, device, args.features,
                                       args.seed, notes)
     trained = None
-    if "supervised" in rows and not (args.supervised_steps or (info["train_config"] or {}).get("max_steps")):
+    steps = args.supervised_steps or (info["train_config"] or {}).get("max_steps", 0)   # the pretraining's budget
+    if "supervised" in rows and not steps:
         rows.remove("supervised")
         notes.append("supervised row skipped: the checkpoint names no budget (max_steps); give --supervised_steps")
         print(notes[-1])
     if "supervised" in rows:                    # the ceiling: the same architecture trained on the labels
-        supervised, trained = supervised_row(info, sets, chunk, device, args, encoder.conv,
+        supervised, trained = supervised_row(info, sets, chunk, device, args, encoder.conv, steps,
                                              Path(args.checkpoint).parent / "embeddings")
         reading = "output" if args.features == "output" else "blocks"
         extractors["supervised"] = readout(supervised, reading)
-        keys["supervised"] = weights_id(supervised) + (":blocks" if reading == "blocks" else "") + f":{encoder.conv}"
+        keys["supervised"] = readout_key(supervised, reading, encoder.conv)
     features = frozen_features(extractors, keys, sets, chunk, device, Path(args.checkpoint).parent / "embeddings",
                                num_workers=args.num_workers)
     if args.features == "auto":                 # encoder rows: the output or every block, chosen on valid

@@ -142,11 +142,11 @@ def main(argv=None):
         say("BatchNorm statistics over the global batch of " + (f"{p.world} processes" if p.world > 1 else
                                                                  "1 process (the same as without --sync_bn)"))
     objective = build_objective(cfg, orig_model).to(p.device)         # its queue / target / predictor
-    objective.generator = aug_gen               # what an objective draws (masked: its spans), resumed exactly
     if cfg.objective == "masked" and not ckpt:  # a resume reads the codebook from the objective's state
         install_codebook(cfg, p, objective, dataset.tracks, out)
     if cfg.sync_bn:
         objective = sync_bn.convert(objective, p.device.type)          # BYOL's predictor has a BatchNorm
+    objective.generator = aug_gen               # what an objective draws (masked: its spans), resumed exactly
     optimizer = torch.optim.Adam([*orig_model.parameters(), *objective.trainable()], lr=cfg.lr,
                                  weight_decay=cfg.weight_decay)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.precision]

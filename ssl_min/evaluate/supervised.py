@@ -26,22 +26,18 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ssl_min.data.pairs import PairDataset, StreamSampler
-from ssl_min.evaluate.extract import chunk_batches
-from ssl_min.evaluate.linear_probe import metrics
+from ssl_min.evaluate.extract import extract
+from ssl_min.evaluate.linear_probe import metrics, track_scores
 
 
 def valid_score(encoder, head, valid, chunk, device, task):
-    """Track-level macro PR-AUC of the model's own predictions on `valid` (chunks averaged per track)."""
-    encoder.eval()
-    n, k = len(valid.tracks), len(valid.names)
-    summed, counts = torch.zeros(n, k, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    """Track-level macro PR-AUC of the model's own predictions on `valid` (chunks averaged per track),
+    through the probe's own extraction and per-track averaging (extract.py, linear_probe.py)."""
+    x, owner = extract({"encoder": encoder}, {"valid": valid}, chunk, device)["encoder"]["valid"]   # (n, D) on CPU
     with torch.no_grad():
-        for x, owner in chunk_batches(valid.tracks, chunk, 64, 0):
-            logits = head(encoder(x.to(device))).double().cpu()
-            probs = torch.sigmoid(logits) if task == "multilabel" else torch.softmax(logits, dim=1)
-            summed.index_add_(0, owner, probs)
-            counts.index_add_(0, owner, torch.ones(len(owner), dtype=torch.float64))
-    score = metrics(valid.targets, (summed / counts[:, None]).numpy(), valid.names, task)[0]["pr_auc"]
+        scores = track_scores(lambda f: head(f.to(device, head.weight.dtype)).double().cpu(), x, owner,
+                              len(valid.tracks), task)
+    score = metrics(valid.targets, scores, valid.names, task)[0]["pr_auc"]
     return score if math.isfinite(score) else -math.inf          # nothing scorable: the last point is kept
 
 

@@ -69,10 +69,6 @@ class MaskedEncoder(nn.Module):
         outs[-1] = self.norm(h)
         return outs if every_layer else outs[-1]
 
-    def frames(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, 1, T) -> the context's frames (B, C, T') (no mask)."""
-        return self.context(self.cnn.frames(x)).transpose(1, 2)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 1, T) -> (B, C): the mean over frames of the last layer."""
         return self.context(self.cnn.frames(x)).mean(dim=1)

@@ -43,7 +43,7 @@ from ssl_min.evaluate.linear_probe import metrics, select_head, standardise, tra
 from ssl_min.evaluate.mfcc import MFCCStats
 from ssl_min.evaluate.supervised import train_supervised
 from ssl_min.models import build_encoder
-from ssl_min.models.load import load_encoder, pick_device, weights_id
+from ssl_min.models.load import DamagedFile, load_encoder, load_tensors, pick_device, weights_id
 from ssl_min.runtime.atomic import save_atomic, write_text_atomic
 from ssl_min.runtime.cpu_memory import keep_freed_memory
 from ssl_min.runtime.formulation import resolve_conv
@@ -123,8 +123,12 @@ def supervised_row(info, sets, chunk, device, args, conv, steps, cache_dir):
     path = Path(cache_dir) / f"supervised_{key}.pt"
     torch.manual_seed(args.seed)
     encoder = build_encoder(*info["arch"], conv=conv, context=info.get("context"))
-    if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = load_tensors(path, "supervised row's cache") if path.exists() else None
+    except DamagedFile as e:                      # a cache entry: trained again, nothing is lost
+        print(f"note: {e.code.split(';')[0]}; training it again")
+        saved = None
+    if saved is not None:
         encoder.load_state_dict(saved["encoder"])
         print(f"supervised: read back from {path}")
         return encoder.to(device).eval(), saved["info"]

@@ -34,6 +34,7 @@ from ssl_min.data import PairDataset, StreamSampler, open_tracks
 from ssl_min.data.codebook import fit_codebook
 from ssl_min.evaluate.monitor import KNNMonitor
 from ssl_min.models import build_model, context_of
+from ssl_min.models.load import load_tensors
 from ssl_min.objectives import build_objective
 from ssl_min.runtime import distributed, sync_bn
 from ssl_min.runtime.atomic import save_atomic, trim_metrics, write_text_atomic
@@ -63,7 +64,7 @@ def install_codebook(cfg, p, objective, tracks, out):
               f"({time.perf_counter() - t:.1f} s) -> {path}")
 
     distributed.rank0_first(p, fit)
-    objective.teachers.set_codebook(**torch.load(path, map_location="cpu", weights_only=True))
+    objective.teachers.set_codebook(**load_tensors(path, "codebook", "delete it; the next start fits it again"))
 
 
 def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progress, aug_gen, cfg, device):

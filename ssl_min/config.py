@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ssl_min.models.load import load_tensors
 from ssl_min.objectives import OBJECTIVES
 from ssl_min.runtime.formulation import resolve_conv
 from ssl_min.runtime.precision import auto_precision
@@ -262,7 +263,8 @@ def config_for_run(args, given, notes=None):
                          "at every epoch end); start the run without --resume")
     if not args.resume:
         if last.exists():
-            step = torch.load(last, map_location="cpu", weights_only=True)["step"]
+            step = load_tensors(last, "checkpoint", "pick another --out, or resume from best.pt (copy it over "
+                                "checkpoint.pt, then --resume)")["step"]
             raise SystemExit(f"{out} already holds a run (checkpoint.pt at step {step}): continue it with "
                              "--resume, or pick another --out (or delete the folder)")
         objective = given.get("objective", PRESETS[args.preset].get("objective", "simclr"))
@@ -271,7 +273,8 @@ def config_for_run(args, given, notes=None):
             notes.append(f"objective {objective}: " + ", ".join(f"{k} {v}" for k, v in own.items())
                          + " (its defaults, over the preset's)")
         return resolve(Config(**{**PRESETS[args.preset], **own, **given}), notes), None
-    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    ckpt = load_tensors(last, "checkpoint", "resume from best.pt instead (copy it over checkpoint.pt; it is "
+                        "the lowest-loss epoch end), or start a new run (another --out)")
     cfg = Config(**ckpt["config"])
     changed = {k for k, v in given.items() if getattr(cfg, k) != v} - RESUME_MAY_CHANGE - {"out"}
     if changed:

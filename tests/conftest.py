@@ -32,6 +32,13 @@ def seeded():
     random.seed(0)
 
 
+@pytest.fixture(autouse=True)
+def own_choices(tmp_path, monkeypatch):
+    """Each test measures `auto` choices afresh (runtime/remembered.py writes them to this file, not
+    to ~/.cache; children inherit it)."""
+    monkeypatch.setenv("SSL_MIN_CHOICES", str(tmp_path / "choices.json"))
+
+
 @pytest.fixture
 def audio_dir(tmp_path):
     write_tracks(tmp_path / "audio", 10)

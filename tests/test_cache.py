@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ssl_min.data import cache as C
+from ssl_min.data import decode as D
 from ssl_min.data import open_tracks, scan_folder
 from test_data import write
 
@@ -26,13 +27,13 @@ def library(root, n, start=0):
 def spy(monkeypatch):
     """Count the files ensure_cache decodes (workers=1: in this process)."""
     seen = []
-    real = C.decode_track
+    real = D.decode_track
 
     def counted(job):
         seen.append(Path(job[0].path).name)
         return real(job)
 
-    monkeypatch.setattr(C, "decode_track", counted)
+    monkeypatch.setattr(D, "decode_track", counted)
     return seen
 
 
@@ -58,14 +59,15 @@ KILL_AT_DECODE = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
 from ssl_min.data import cache as C
+from ssl_min.data import decode as D
 from ssl_min.data import scan_folder
-real, calls = C.decode_track, {{"n": 0}}
+real, calls = D.decode_track, {{"n": 0}}
 def decode_track(job):
     calls["n"] += 1
     if calls["n"] == {at}:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(job)
-C.decode_track = decode_track
+D.decode_track = decode_track
 C.ensure_cache(scan_folder({lib!r}, {sr}, verbose=False)[0], {lib!r}, {sr}, workers=1)
 """
 
@@ -87,7 +89,7 @@ def test_a_kill_halfway_keeps_the_finished_tracks(tmp_path, monkeypatch, capsys)
 
 def test_a_file_that_fails_mid_decode_is_named_and_the_rest_cached(tmp_path, monkeypatch, capsys):
     root = library(tmp_path / "lib", 3)
-    monkeypatch.setattr(C, "BLOCK", 4096)                             # several blocks per track
+    monkeypatch.setattr(D, "BLOCK", 4096)                             # several blocks per track
     real = C.Track.read
 
     def read(self, start, n):

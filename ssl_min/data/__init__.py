@@ -2,7 +2,9 @@
 
     audio.py    one file as the model sees it (mono, the model's rate), read only where needed
     index.py    a collection checked once: bad files counted and named, the index cached
-    cache.py    the decode-once cache (one memmapped array) and its CachedTracks
+    cache.py    the decode-once cache (a memmapped file per track) and its CachedTracks
+    decode.py   decoding in processes that may fail: bad audio, a full disk and a dead worker told apart
+    locks.py    two processes on one cache: builds take turns, no file deleted under a reader
     source.py   the one data path: a folder or a cache -> tracks (open_tracks)
     pairs.py    the endless, seeded stream of positive pairs (two chunks of one track)
     labeled.py  labeled layouts (DL101 tutorial, MagnaTagATune, class folders, CSV) and their splits

@@ -32,6 +32,7 @@ class Track:
     file_rate: int
     channels: int
     sample_rate: int     # the model's rate
+    stamp: str = None    # the file's "size:mtime" when it was checked (index.py), to notice a change since
 
     @property
     def ratio(self):

@@ -9,10 +9,25 @@
 A start decodes only what no file of DST/tracks holds yet: a new or changed file gets a new key, a
 removed one's file is deleted, everything else is reused. Each track's file is written whole or not
 at all (a temporary name, then a rename), so a kill keeps every track decoded before it, and the
-next start picks up from there. A file that fails while decoding is named in the log and the index
-and left out; the others are kept. Decoding streams in blocks of BLOCK samples (Track.read, which
+next start picks up from there. Decoding (decode.py) streams in blocks (Track.read, which
 equals the whole resampled track sample for sample), so a worker's memory stays bounded however long
 the file is; the worker count follows the cores and the available memory.
+
+What survives what (each case has a test in tests/test_faults.py):
+* a file that cannot be decoded: named in the log and the index, left out until it changes;
+* a full disk or a file-size limit while writing: the build stops with one line; nothing is marked
+  bad, the tracks written are kept, the next start goes on from there;
+* out of memory, a worker killed (the OOM killer), a file changed or removed since the scan: that
+  track is left out of this start, named, and tried again at the next one (a dead worker's tracks
+  are first retried one at a time); the build never waits on a dead worker;
+* a key is the file's path, size and mtime *when it was scanned*, and a file is decoded only if it
+  still has them, before and after: a file replaced meanwhile is never cached under the old key;
+* a cached file cut short (a kill, a disk error) is found by its size and decoded again;
+  index.json unreadable: rebuilt from the tracks' files; temporary files of a killed build: deleted
+  at the next build; SIGTERM during a build stops it like Ctrl-C (temporary files removed);
+* two processes (locks.py): builds of one cache take turns; a process reading the cache holds a
+  shared lock, and a build never deletes a track's file while any reader holds it (the stale files
+  go at a later build).
 
 `ensure_cache` builds or reuses; `load_cache` reads it back as CachedTracks: the same Tracks (same
 length, same offset grid) whose `read` is a slice of the memmap. Same samples as reading the files:
@@ -20,8 +35,8 @@ int16 rounds them to 1/32767, float32 keeps them. Default place FOLDER/.ssl_min_
 (hidden: never scanned as audio), or under ~/.cache/ssl_min when the folder is read-only.
 """
 import hashlib
+import io
 import json
-import multiprocessing
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -31,13 +46,13 @@ import torch
 from tqdm import tqdm
 
 from ssl_min.data.audio import Track
+from ssl_min.data.decode import decode_all, worker_count
 from ssl_min.data.index import ScanReport, file_stamp
-from ssl_min.runtime.atomic import atomic_write, write_text_atomic
+from ssl_min.data.locks import build_lock, delete_unread, hold_for_reading, stop_on_sigterm
+from ssl_min.runtime.atomic import write_text_atomic
 
 PCM = {".wav", ".aiff", ".aif"}   # read as fast as a cache when already at the model's rate
-BLOCK = 1 << 20                   # model-rate samples decoded at a time (a worker holds a few times this)
 OPEN_MAPS = 64                    # memmaps a process keeps open (a library has more tracks than file handles)
-SMALL_JOB = 600                   # seconds of audio below which decoding stays in this process
 _maps = OrderedDict()
 
 
@@ -69,8 +84,26 @@ class CachedTrack(Track):
 
 
 def track_key(track, sample_rate, dtype):
-    """The file's path, size and mtime, the rate and the dtype -> a name for its decoded samples."""
-    return hashlib.sha1(json.dumps([track.path, file_stamp(track.path), sample_rate, dtype]).encode()).hexdigest()[:24]
+    """The file's path, size and mtime (as scanned), the rate and the dtype -> a name for its decoded samples."""
+    stamp = track.stamp or file_stamp(track.path)
+    return hashlib.sha1(json.dumps([track.path, stamp, sample_rate, dtype]).encode()).hexdigest()[:24]
+
+
+def npy_bytes(length, dtype):
+    """The size of a whole .npy file of `length` samples of `dtype` (header + data): a file of
+    another size was cut short."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                  "shape": (length,)})
+    return header.tell() + length * np.dtype(dtype).itemsize
+
+
+def intact(file, length, dtype):
+    """Does `file` hold a whole track of `length` samples? (its size: a truncated file is shorter)"""
+    try:
+        return os.path.getsize(file) == npy_bytes(length, dtype)
+    except OSError:
+        return False
 
 
 def is_cache(folder):
@@ -83,7 +116,12 @@ def is_cache(folder):
 def load_cache(cache_dir):
     """A cache folder -> ([CachedTrack], sample_rate, ScanReport of the files the scan skipped)."""
     cache_dir = Path(cache_dir)
-    meta = json.loads((cache_dir / "index.json").read_text())
+    try:
+        meta = json.loads((cache_dir / "index.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SystemExit(f"{cache_dir / 'index.json'} is damaged ({type(e).__name__}): build the cache again from the "
+                         "audio folder (its decoded tracks are checked and reused)") from None
+    hold_for_reading(cache_dir)
     legacy = "format" not in meta                             # earlier versions: one array, tracks end to end
     dtype = np.load(cache_dir / "audio.npy", mmap_mode="r").dtype if legacy else np.dtype(meta["dtype"])
     scale = 1 / 32767 if dtype == np.int16 else 1.0
@@ -93,44 +131,12 @@ def load_cache(cache_dir):
 
     tracks = [CachedTrack(t["path"], t["frames"], t["file_rate"], t["channels"], meta["sample_rate"], where(t)[0],
                           scale, where(t)[1]) for t in meta["tracks"]]
+    if not legacy:
+        for t in tracks:
+            if not intact(t.file, t.length, dtype):
+                raise SystemExit(f"{t.file} (the cached samples of {t.path}) is damaged (cut short?): build the "
+                                 "cache again from the audio folder, which decodes that track again")
     return tracks, meta["sample_rate"], ScanReport(meta.get("skipped", {}))
-
-
-def decode_track(job):
-    """job: (track, destination, dtype) -> (path, None) once destination holds the whole track, or
-    (path, the reason it failed). Streams in blocks; never raises (a pool must outlive a bad file)."""
-    track, dst, dtype = job
-    block = track.ratio[1] * (BLOCK // track.ratio[1])           # on the resampler's grid
-
-    def write(tmp):                               # plain writes: a memmap's dirty pages would count as memory
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(dtype).str, "fortran_order": False,
-                                                     "shape": (track.length,)})
-            for start in range(0, track.length, block):
-                x = track.read(start, min(block, track.length - start)).numpy()
-                f.write((np.round(np.clip(x, -1, 1) * 32767) if dtype == "int16" else x).astype(dtype).tobytes())
-
-    try:
-        atomic_write(dst, write)
-        return track.path, None
-    except Exception as e:  # noqa: BLE001 (any decoder error: the file is named and skipped)
-        return track.path, f"decoding failed ({type(e).__name__}: {str(e)[:120]})"
-
-
-def worker_count(requested, n_jobs, seconds):
-    """Processes to decode with: requested, else the cores, fewer when the available memory could not
-    hold that many workers (~0.5 GB each, torch included), and one (this process, no pool to start)
-    for less than SMALL_JOB seconds of audio, where starting workers costs more than it saves."""
-    if requested:
-        return max(1, min(requested, n_jobs))
-    if seconds < SMALL_JOB:
-        return 1
-    cores = os.cpu_count() or 1
-    try:
-        available = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
-    except (OSError, StopIteration, ValueError):
-        available = 1 << 34
-    return max(1, min(cores, n_jobs, available // (512 << 20)))
 
 
 def default_cache_dir(folder, sample_rate):
@@ -155,46 +161,78 @@ def ensure_cache(tracks, folder, sample_rate, cache_dir=None, dtype="int16", wor
     say = print if verbose else (lambda *a, **k: None)
     cache_dir = Path(cache_dir or default_cache_dir(folder, sample_rate))
     (cache_dir / "tracks").mkdir(parents=True, exist_ok=True)
+    with build_lock(cache_dir, say), stop_on_sigterm():
+        return _build(tracks, folder, sample_rate, cache_dir, dtype, workers, skipped or {}, say)
+
+
+def read_index(cache_dir, say):
+    """index.json as a dict; {} when there is none, or when it is damaged (said: the tracks' files are
+    checked one by one and reused, and the index is written again)."""
+    path = cache_dir / "index.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        say(f"note: {path} is damaged ({type(e).__name__}): written again from the tracks' files, which are "
+            "checked and reused")
+        return {}
+
+
+def _build(tracks, folder, sample_rate, cache_dir, dtype, workers, skipped, say):
+    for tmp in (cache_dir / "tracks").glob("*.tmp*"):  # a killed build's half-written files (we hold the lock)
+        tmp.unlink(missing_ok=True)
     keys = {t.path: track_key(t, sample_rate, dtype) for t in tracks}
-    have = {p.stem for p in (cache_dir / "tracks").glob("*.npy")}
-    old = json.loads((cache_dir / "index.json").read_text()) if (cache_dir / "index.json").exists() else {}
+    length = {keys[t.path]: t.length for t in tracks}
+    on_disk = {p.stem for p in (cache_dir / "tracks").glob("*.npy")}
+    have = {k for k in on_disk if k in length and intact(cache_dir / "tracks" / f"{k}.npy", length[k], dtype)}
+    damaged = (on_disk & set(length)) - have
+    old = read_index(cache_dir, say)
     known_bad = {p: r for p, r in old.get("failed", {}).items() if old.get("failed_keys", {}).get(p) == keys.get(p)}
     todo = [t for t in tracks if keys[t.path] not in have and t.path not in known_bad]
-    failed = dict(known_bad)
-    unchanged = old.get("format") == 2 and old.get("skipped") == (skipped or {})   # and the scan's report too
-    if not todo and {k for p, k in keys.items() if p not in failed} == have and unchanged:
+    failed, later = dict(known_bad), {}
+    unchanged = old.get("format") == 2 and old.get("skipped") == skipped   # and the scan's report too
+    if not todo and {k for p, k in keys.items() if p not in failed} == on_disk and unchanged:
         say(f"decode-once cache: reusing {cache_dir} ({len(have)} tracks"
             + (f"; {len(failed)} could not be decoded, named in index.json)" if failed else ")"))
         return cache_dir
+    if damaged:
+        say(f"decode-once cache {cache_dir}: {len(damaged)} cached track(s) cut short (a kill, a disk error?): "
+            "decoded again")
     if todo:
         samples = sum(t.length for t in todo)
         n = worker_count(workers, len(todo), samples / sample_rate)
         say(f"decode-once cache {cache_dir}: {len(tracks) - len(todo) - len(known_bad)} tracks reused, decoding "
             f"{len(todo)} files once ({n} process(es))")
         jobs = [(t, cache_dir / "tracks" / f"{keys[t.path]}.npy", dtype) for t in todo]
-        by_path = {t.path: t for t in todo}
-        # spawn, not fork: a forked child of a process that already ran torch ops can deadlock.
-        pool = multiprocessing.get_context("spawn").Pool(n) if n > 1 else None
         bar = tqdm(total=samples, unit_scale=1 / (sample_rate * 3600), desc="decoding once",
-                   disable=not verbose,
+                   disable=say is not print,
                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.2f}/{total:.2f} h audio [{elapsed}<{remaining}]")
         try:
-            for path, error in (pool.imap_unordered(decode_track, jobs) if pool else map(decode_track, jobs)):
-                if error:
+            for (track, _, _), (path, error, kind) in decode_all(jobs, n):
+                if kind == "disk":
+                    written = sum(1 for t in todo if (cache_dir / "tracks" / f"{keys[t.path]}.npy").exists())
+                    raise SystemExit(f"decode-once cache {cache_dir}: {error} on {path}: free some space (or pass "
+                                     f"--cache DIR on another disk) and start again; the {written} track(s) decoded "
+                                     "are kept and none is marked bad")
+                if kind == "bad":
                     failed[path] = error
-                    say(f"\nskipped {path}: {error}")
-                bar.update(by_path[path].length)
+                elif kind == "again":
+                    later[path] = error
+                if error:
+                    say(f"\nskipped {path}: {error}" + (" (tried again at the next start)" if kind == "again" else ""))
+                bar.update(track.length)
         finally:
             bar.close()
-            if pool:
-                pool.close()
-    keep = {keys[t.path] for t in tracks if t.path not in failed}
-    dropped = [p for p in (cache_dir / "tracks").glob("*.npy") if p.stem not in keep]
-    for p in dropped:                                 # removed or changed files: forget their samples
-        p.unlink()
+    keep = {keys[t.path] for t in tracks if t.path not in failed and t.path not in later}
+    stale = [p for p in (cache_dir / "tracks").glob("*.npy") if p.stem not in keep]
+    if not delete_unread(cache_dir, stale):   # removed or changed files: forget their samples, unless read now
+        say(f"note: {len(stale)} cached file(s) of removed or changed tracks kept: another process reads this "
+            "cache now (a later build deletes them)")
+        stale = []
     (cache_dir / "audio.npy").unlink(missing_ok=True)  # the single array of earlier versions, replaced
-    good = [t for t in tracks if t.path not in failed]
-    index = {"format": 2, "sample_rate": sample_rate, "dtype": dtype, "source": str(folder), "skipped": skipped or {},
+    good = [t for t in tracks if t.path not in failed and t.path not in later]
+    index = {"format": 2, "sample_rate": sample_rate, "dtype": dtype, "source": str(folder), "skipped": skipped,
              "failed": failed, "failed_keys": {p: keys[p] for p in failed},
              "tracks": [{"path": t.path, "file": f"{keys[t.path]}.npy", "length": t.length, "frames": t.frames,
                          "file_rate": t.file_rate, "channels": t.channels} for t in good]}
@@ -202,6 +240,8 @@ def ensure_cache(tracks, folder, sample_rate, cache_dir=None, dtype="int16", wor
     hours = sum(t.length for t in good) / sample_rate / 3600
     size = sum(p.stat().st_size for p in (cache_dir / "tracks").glob("*.npy"))
     say(f"decode-once cache {cache_dir}: {len(good)} tracks, {hours:.2f} h at {sample_rate} Hz ({dtype}, "
-        f"{size / 2**20:.0f} MiB); {len(todo) - (len(failed) - len(known_bad))} decoded now, {len(dropped)} dropped"
-        + (f", {len(failed)} could not be decoded (named in index.json)" if failed else ""))
+        f"{size / 2**20:.0f} MiB); {len(todo) - (len(failed) - len(known_bad)) - len(later)} decoded now, "
+        f"{len(stale)} dropped"
+        + (f", {len(failed)} could not be decoded (named in index.json)" if failed else "")
+        + (f", {len(later)} left out of this start (tried again at the next)" if later else ""))
     return cache_dir

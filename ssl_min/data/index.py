@@ -70,7 +70,7 @@ def scan(paths, sample_rate, cache_file=None, verbose=True):
         if "error" in entry:
             report.add(entry["error"], p)
         else:
-            tracks.append(Track(p, *entry["info"], sample_rate))
+            tracks.append(Track(p, *entry["info"], sample_rate, stamp=key))
     merged = {**cache, **fresh}      # keep entries of other subsets (e.g. the other splits)
     if cache_file and merged != cache:
         try:

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from ssl_min.runtime.atomic import save_atomic
 from ssl_min.data.audio import track_chunks
 from ssl_min.data.index import file_stamp
+from ssl_min.models.load import DamagedFile, load_tensors
 
 
 class _TrackChunks(Dataset):
@@ -89,7 +90,13 @@ def cached_extract(extractors, keys, sets, chunk, device, cache_dir, **kw):
     tracks = {s: [(t.path, stamp_or_none(t.path)) for t in ls.tracks] for s, ls in sets.items()}   # changed files: new key
     paths = {name: Path(cache_dir) / (hashlib.sha1(json.dumps([keys[name], chunk, tracks]).encode())
                                       .hexdigest()[:16] + ".pt") for name in extractors}
-    out = {name: torch.load(p, weights_only=True) for name, p in paths.items() if p.exists()}
+    out = {}
+    for name, p in paths.items():
+        if p.exists():
+            try:
+                out[name] = load_tensors(p, "feature cache")
+            except DamagedFile as e:              # a cache entry: computed again, nothing is lost
+                print(f"note: {e.code.split(';')[0]}; computing it again")
     todo = {name: m for name, m in extractors.items() if name not in out}
     if todo:
         fresh = extract(todo, sets, chunk, device, **kw)

@@ -6,6 +6,15 @@
 A run of the masked objective gives its MaskedEncoder (SampleCNN + Transformer, context.py);
 `build_encoder(*info["arch"], conv, info["context"])` builds the same architecture afresh.
 
+Every .pt file the project reads goes through `load_tensors`: torch.load with weights_only=True,
+always. A pickle can run any code, so a file holding Python objects besides tensors is refused
+(UntrustedFile) unless the user opts in for one file they trust (SSL_MIN_TRUST_PICKLE=PATH); the
+plain-data classes of CLMR's checkpoints (argparse.Namespace, Lightning's AttributeDict) are
+allowed by name. A file cut short (a full disk, a bad copy) raises DamagedFile, one line naming
+it; caches catch it and compute the entry again.
+
+    load_tensors(path, what, advice) -> the object, or DamagedFile / UntrustedFile (one line each)
+
 Accepted:
 * ssl_min's own (train.py): a dict with "model" and "config"; loaded strictly.
 * CLMR's (Spijkervet/CLMR), in either form it writes, with CLMR's defaults (22050 Hz, 59049
@@ -17,14 +26,42 @@ Accepted:
   is replaced by an identity in SimCLR (a supervised `fc` is dropped here). `clmr_to_ssl_min`
   renames those keys to ours, one explicit mapping; the result then loads strictly.
 """
+import argparse
 import hashlib
+import os
 import pickle
+from pathlib import Path
 
 import torch
 
 from ssl_min.models.build import build_encoder, context_of
 from ssl_min.models.samplecnn import SampleCNN
 
+TRUST_ENV = "SSL_MIN_TRUST_PICKLE"
+
+
+class DamagedFile(SystemExit):
+    """A file this project wrote that cannot be read back. A SystemExit, so that uncaught it ends
+    the program with its one line and no traceback; a cache catches it and rebuilds the entry."""
+
+
+class UntrustedFile(SystemExit):
+    """A .pt file whose pickle holds Python objects besides tensors: refused without running it."""
+
+
+class _AttributeDict:
+    """Stand-in for Lightning's AttributeDict (a dict subclass), what CLMR's checkpoints keep their
+    hyper-parameters in: allowed by name, it unpickles as a plain dict (torch's safe unpickler
+    fills only plain dicts), so those checkpoints load with weights_only=True."""
+
+    def __new__(cls, *args):
+        return dict(*args)
+
+
+# Plain-data classes a checkpoint of CLMR's carries, allowed by name (nothing of theirs is imported).
+SAFE_GLOBALS = [argparse.Namespace] + [(_AttributeDict, f"{m}.AttributeDict") for m in (
+    "pytorch_lightning.utilities.parsing", "lightning.pytorch.utilities.parsing",
+    "lightning_fabric.utilities.data", "lightning.fabric.utilities.data")]
 CLMR_INFO = {"sample_rate": 22050, "chunk_samples": 59049, "n_blocks": 9}
 
 
@@ -50,20 +87,39 @@ def clmr_to_ssl_min(clmr_encoder_state, n_blocks=9):
     return out
 
 
-def _torch_load(path):
+def load_tensors(path, what="file", advice="delete it and compute it again"):
+    """torch.load(path, weights_only=True) onto the CPU -> the object. Raises DamagedFile (the file is
+    cut short or not a torch file) or UntrustedFile (it holds other Python objects), one line each
+    naming `what` and `advice`; FileNotFoundError as torch does. A user who trusts one such file
+    runs with SSL_MIN_TRUST_PICKLE=that path (the only place a full pickle is ever loaded)."""
+    path = Path(path)
+    trusted = os.environ.get(TRUST_ENV)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # PyTorch Lightning checkpoints carry Python objects (hyper-parameters); weights_only refuses them.
-        print(f"note: {path} holds Python objects besides tensors (a PyTorch Lightning checkpoint?); "
-              "loading it with pickle: only do this with files you trust")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        if trusted and Path(trusted).resolve() == path.resolve():
+            print(f"note: {path} loaded with pickle ({TRUST_ENV} names it): it can run any code it holds")
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
+            raise UntrustedFile(f"{path}: refused, it holds Python objects besides tensors (a pickle can run "
+                                f"code; ssl_min loads with weights_only=True). If you trust this file, run with "
+                                f"{TRUST_ENV}={path}") from None
+        damage = e
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 (whatever a cut-short zip or pickle raises: KeyError, EOFError, ...)
+        damage = e
+    raise DamagedFile(f"{path}: the {what} cannot be read, it is damaged (cut short by a full disk or a bad "
+                      f"copy? {type(damage).__name__}: {str(damage)[:50]}); {advice}") from None
 
 
 def load_encoder(path, conv="reference"):
     """-> (SampleCNN in eval mode, {"sample_rate", "chunk_samples", "source", "arch", "train_config"}).
     conv: the formulation it runs in ("reference" or "fast", models/fast.py). See the module doc."""
-    ckpt = _torch_load(path)
+    ckpt = load_tensors(path, "checkpoint", "use another (best.pt), or train it again")
     if isinstance(ckpt, dict) and "model" in ckpt and "config" in ckpt:          # ssl_min's own
         cfg = ckpt["config"]
         encoder = build_encoder(cfg["n_blocks"], cfg["width"], cfg["pool"], conv, context_of(cfg))

@@ -6,6 +6,7 @@ budget, and the measured choices of how to compute (precision, formulation, allo
     budget.py        --max_minutes: the steps that fit, measured
     precision.py     --precision auto: bf16 only where native and measured faster
     formulation.py   --conv auto: CLMR's module stack or the fast one, measured
+    remembered.py    a measured choice written down per machine: the same command, the same numbers
     cpu_memory.py    glibc's allocator told to keep freed memory (a CPU step's big activations)
     sync_bn.py       --sync_bn: BatchNorm statistics over every process's batch
 """

@@ -34,8 +34,17 @@ def write_text_atomic(path, text):
 
 def trim_metrics(path, step):
     """Drop rows of metrics.jsonl logged after the checkpoint's step (a kill -9 between two
-    checkpoints leaves them): the resumed run logs those steps again, so each step appears once."""
+    checkpoints leaves them): the resumed run logs those steps again, so each step appears once.
+    A row cut short (a kill or a full disk mid-write) is dropped too, with a note."""
     path = Path(path)
     if path.exists():
-        rows = [r for r in path.read_text().splitlines() if r and json.loads(r)["step"] <= step]
+        rows, broken = [], 0
+        for r in path.read_text().splitlines():
+            try:
+                if r and json.loads(r)["step"] <= step:
+                    rows.append(r)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                broken += 1
+        if broken:
+            print(f"note: {path}: {broken} unreadable row(s) dropped (cut short by a kill or a full disk?)")
         write_text_atomic(path, "".join(r + "\n" for r in rows))

@@ -7,7 +7,8 @@ the fast path was never measured there, so CUDA takes the reference unmeasured. 
 times the encoder itself at the run's shapes, both ways with the same weights (a training step:
 forward and backward under the run's precision; inference: forward only, no gradients), best of 5
 after a warm-up each, and takes the fast one only if it is at least MARGIN times faster: a near
-tie keeps the reference, the one a reader meets first. Under torchrun the ranks would measure
+tie keeps the reference, the one a reader meets first. The first answer on a machine is remembered
+(remembered.py): a timing flips under load, and the same command must give the same numbers. Under torchrun the ranks would measure
 apart and could disagree, so there a CPU takes the fast one unmeasured (pass --conv to choose).
 
     choose_conv(device, arch, chunk, train=True, dtype=None) -> ("reference" | "fast", the reason in words)
@@ -21,6 +22,7 @@ import torch
 
 from ssl_min.models.samplecnn import SampleCNN
 from ssl_min.runtime.precision import best_seconds
+from ssl_min.runtime.remembered import remembered
 
 MARGIN = 1.1
 SAMPLES_PER_TRIAL = 2 ** 18          # clips per timed pass: this many samples, 2 to 64 clips
@@ -50,8 +52,14 @@ def choose_conv(device, arch, chunk, train=True, dtype=None) -> tuple[str, str]:
         return "reference", "CUDA: cuDNN runs CLMR's module stack (the fast formulation is measured on CPUs only)"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "fast", "a CPU; not measured under torchrun (the ranks must agree)"
-    g = torch.Generator().manual_seed(0)
     batch = max(2, min(64, SAMPLES_PER_TRIAL // chunk))
+    what = "forward + backward" if train else "forward"
+    question = {"choice": "conv", "arch": list(arch), "chunk": chunk, "train": train, "dtype": str(dtype)}
+    return remembered(question, lambda: measure_conv(arch, chunk, batch, train, dtype, what))
+
+
+def measure_conv(arch, chunk, batch, train, dtype, what):
+    g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 1, chunk, generator=g)
     with torch.random.fork_rng():                     # the run's own random state is left as it was
         torch.manual_seed(0)
@@ -60,7 +68,6 @@ def choose_conv(device, arch, chunk, train=True, dtype=None) -> tuple[str, str]:
     fast.conv = "fast"
     seconds = {name: encoder_seconds(m, x, train, dtype) for name, m in (("reference", reference), ("fast", fast))}
     pick = "fast" if seconds["reference"] >= MARGIN * seconds["fast"] else "reference"
-    what = "forward + backward" if train else "forward"
     return pick, (f"{batch} clips of {chunk} samples, {what}: reference {1e3 * seconds['reference']:.1f} ms, "
                   f"fast {1e3 * seconds['fast']:.1f} ms (fast needs {MARGIN}x)")
 

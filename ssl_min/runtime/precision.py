@@ -7,7 +7,8 @@ slower than fp32. So where it is native, `auto` times the core of a training ste
 SampleCNN's channels-last convolutions (ssl_min/models/conv.py), forward and backward, 64 -> 64 channels
 over 8 clips of 2187 frames — in fp32 and under bf16 autocast, best of 3 after a warm-up each
 (~0.1 s), and takes bf16 only if it is at least MARGIN times faster: a near tie keeps fp32, exact
-and the same on every machine. Under torchrun the ranks would measure apart and could disagree, so
+and the same on every machine. The first answer on a machine is remembered (remembered.py), so
+the same command gives the same numbers however loaded the CPU is later. Under torchrun the ranks would measure apart and could disagree, so
 there a native bf16 is taken unmeasured (pass --precision to choose). The choice is a resolved
 field of the saved config, so a resumed run keeps it.
 
@@ -21,6 +22,7 @@ from contextlib import nullcontext
 import torch
 
 from ssl_min.models.conv import CL, conv1d_cl
+from ssl_min.runtime.remembered import remembered
 
 MARGIN = 1.2
 
@@ -70,7 +72,10 @@ def auto_precision(device) -> tuple[str, str]:
         return "fp32", "this CPU has no native bf16 (emulated: ~100x slower)"
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return "bf16", "native bf16; not measured under torchrun (the ranks must agree)"
-    fp32, bf16 = conv_step_seconds(False), conv_step_seconds(True)
-    pick = "bf16" if fp32 >= MARGIN * bf16 else "fp32"
-    return pick, (f"native bf16; a convolution's forward + backward took {1e3 * bf16:.1f} ms in bf16, "
-                  f"{1e3 * fp32:.1f} ms in fp32 (bf16 needs {MARGIN}x)")
+    def measure():
+        fp32, bf16 = conv_step_seconds(False), conv_step_seconds(True)
+        pick = "bf16" if fp32 >= MARGIN * bf16 else "fp32"
+        return pick, (f"native bf16; a convolution's forward + backward took {1e3 * bf16:.1f} ms in bf16, "
+                      f"{1e3 * fp32:.1f} ms in fp32 (bf16 needs {MARGIN}x)")
+
+    return remembered({"choice": "precision"}, measure)

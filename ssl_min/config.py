@@ -4,7 +4,8 @@ the saved config the one that ran.
     Config           one dataclass; each field's help text is its --flag's help
     PRESETS          starting values (clmr: the paper; tutorial: DL101; demo; cpu: real music on 2 cores)
     parse_args(argv) -> (args, {field: value given on the command line})
-    resolve(cfg)     derived fields made explicit (chunk length, device, precision) and checked
+    resolve(cfg)     check(cfg): the config alone, checked, derived lengths filled in; then
+                     choose_for_machine(cfg): device, precision and formulation on this machine
     get_lr(step)     the learning-rate schedule, a pure function of the step
 """
 import argparse
@@ -35,50 +36,73 @@ def F(default, help, choices=None):
 
 @dataclass
 class Config:
-    data: str = F("", "folder of audio (any layout, searched recursively) or a cache from `python -m ssl_min.prepare`; required except for the demo preset")
-    out: str = F("", "run folder: config.json, metrics.jsonl, checkpoint.pt, best.pt (default runs/<preset>); an existing run is never overwritten")
+    data: str = F("", "folder of audio (any layout, searched recursively) or a cache from `python "
+                      "-m ssl_min.prepare`; required except for the demo preset")
+    out: str = F("", "run folder: config.json, metrics.jsonl, checkpoint.pt, best.pt (default "
+                     "runs/<preset>); an existing run is never overwritten")
     seed: int = F(0, "one seed for the model, the data order, the chunks and the augmentations")
     # audio and model
-    sample_rate: int = F(22050, "the model's rate; files at other rates are resampled (CLMR: 22050)")
+    sample_rate: int = F(22050, "the model's rate; files at other rates are resampled (CLMR: "
+                                "22050)")
     n_blocks: int = F(9, "SampleCNN blocks; each divides time by 3 (CLMR: 9 -> 59049 samples)")
     width: float = F(1.0, "channel multiplier (CLMR: 1.0); 0.5 is ~4x cheaper")
-    pool: str = F("flatten", "'flatten' (CLMR: chunk must be 3^(n_blocks+1)) or 'mean' (any chunk length)", ["flatten", "mean"])
+    pool: str = F("flatten", "'flatten' (CLMR: chunk must be 3^(n_blocks+1)) or 'mean' (any chunk "
+                             "length)", ["flatten", "mean"])
     chunk_samples: int = F(0, "samples per chunk; 0 = 3^(n_blocks+1), the receptive field")
     proj_hidden: int = F(512, "projector hidden width")
     proj_dim: int = F(64, "projector output (CLMR: 64); the loss sees this, the probe does not")
-    sync_bn: bool = F(False, "torchrun: BatchNorm statistics over the global batch of every process (SimCLR's global BN; CLMR: per process), so the gradients equal one process with the whole batch; runs the reference formulation (ssl_min/runtime/sync_bn.py)")
-    bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over all 2N clips); 'separate': CLMR's two passes, statistics per view", ["joint", "separate"])
+    sync_bn: bool = F(False, "torchrun: BatchNorm statistics over the global batch of every "
+                             "process (SimCLR's global BN; CLMR: per process), so the gradients "
+                             "equal one process with the whole batch; runs the reference "
+                             "formulation (ssl_min/runtime/sync_bn.py)")
+    bn_views: str = F("joint", "'joint': both views in one encoder pass (BatchNorm statistics over"
+                               " all 2N clips); 'separate': CLMR's two passes, statistics per view",
+                               ["joint", "separate"])
     # objective (ssl_min/objectives/)
-    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), 'vicreg', 'byol', "
-                       "'cpc' (predict the next frames of one chunk: single chunks, no projector), or 'masked' "
-                       "(hide spans of frames; a Transformer predicts the teachers' tokens and spectrum there: "
-                       "HuBERT, MERT); cpc's and masked's defaults in OBJECTIVE_DEFAULTS apply over the preset",
-                       list(OBJECTIVES))
+    objective: str = F("simclr", "'simclr' (CLMR's NT-Xent), 'moco' (momentum encoder + queue), "
+                                 "'vicreg', 'byol', 'cpc' (predict the next frames of one chunk: "
+                                 "single chunks, no projector), or 'masked' (hide spans of frames;"
+                                 " a Transformer predicts the teachers' tokens and spectrum there:"
+                                 " HuBERT, MERT); cpc's and masked's defaults in "
+                                 "OBJECTIVE_DEFAULTS apply over the preset", list(OBJECTIVES))
     queue_size: int = F(4096, "moco: negatives kept in the queue (MoCo v2: 65536 on ImageNet)")
-    momentum: float = F(0.99, "moco: the key encoder's EMA momentum; byol: its base, raised to 1 along a cosine")
+    momentum: float = F(0.99, "moco: the key encoder's EMA momentum; byol: its base, raised to 1 "
+                              "along a cosine")
     cpc_steps: int = F(12, "cpc: K, the future frames predicted from each context (the paper: 12)")
     cpc_context: int = F(256, "cpc: the GRU context network's width (the paper: 256)")
-    context_layers: int = F(2, "masked: pre-LN Transformer layers over the frames (ssl_min/models/context.py)")
+    context_layers: int = F(2, "masked: pre-LN Transformer layers over the frames "
+                               "(ssl_min/models/context.py)")
     context_heads: int = F(4, "masked: attention heads (the frames' width must divide by it)")
-    mask_prob: float = F(0.8, "masked: spans start so that mask_prob x frames would be masked without overlap "
-                         "(HuBERT: 0.8, about half the frames once spans overlap)")
+    mask_prob: float = F(0.8, "masked: spans start so that mask_prob x frames would be masked "
+                              "without overlap (HuBERT: 0.8, about half the frames once spans "
+                              "overlap)")
     mask_span: int = F(5, "masked: frames per masked span")
-    mask_tokens: int = F(64, "masked: K, the k-means centroids of log-mel + chroma frames (the tokens)")
+    mask_tokens: int = F(64, "masked: K, the k-means centroids of log-mel + chroma frames (the "
+                             "tokens)")
     w_tokens: float = F(1.0, "masked: weight of the tokens' cross-entropy (0: off)")
     w_spectrum: float = F(1.0, "masked: weight of the semitone spectrum's squared error (0: off)")
-    mask_mix: float = F(0.0, "masked: P(another clip of the batch mixed into a clip, 5-15 dB quieter: MERT's "
-                        "in-batch noise); the teachers read the clean clip")
-    codebook_chunks: int = F(512, "masked: chunks of the pool whose frames fit the codebook (ssl_min/data/codebook.py)")
+    mask_mix: float = F(0.0, "masked: P(another clip of the batch mixed into a clip, 5-15 dB "
+                             "quieter: MERT's in-batch noise); the teachers read the clean clip")
+    codebook_chunks: int = F(512, "masked: chunks of the pool whose frames fit the codebook "
+                                  "(ssl_min/data/codebook.py)")
     # optimisation
-    batch_size: int = F(48, "tracks per step per process; 2x chunks go through the model (CLMR: 48)")
+    batch_size: int = F(48, "tracks per step per process; 2x chunks go through the model (CLMR: "
+                            "48)")
     lr: float = F(3e-4, "Adam learning rate (CLMR: 3e-4; it scales roughly with batch size)")
     weight_decay: float = F(0.0, "Adam weight decay (CLMR: 0; try 1e-6 for long runs)")
     warmup_steps: int = F(0, "linear warm-up steps (CLMR: none)")
-    schedule: str = F("constant", "'constant' (CLMR) or 'cosine' decay to 0 at max_steps", ["constant", "cosine"])
-    temperature: float = F(0.5, "NT-Xent / MoCo temperature tau (CLMR: 0.5; lower is sharper, 0.1 for large batches)")
-    epochs: int = F(10000, "stop after this many epochs (an epoch: as many pairs as the data has non-overlapping chunks)")
-    max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by schedule=cosine, unless max_minutes sets it")
-    max_minutes: float = F(0.0, "time budget from the command's start, cache build included: the step time measured over the first 50 steps sets max_steps (logged and saved; a given --max_steps caps it); 0: none (ssl_min/runtime/budget.py)")
+    schedule: str = F("constant", "'constant' (CLMR) or 'cosine' decay to 0 at max_steps",
+                                  ["constant", "cosine"])
+    temperature: float = F(0.5, "NT-Xent / MoCo temperature tau (CLMR: 0.5; lower is sharper, 0.1 "
+                                "for large batches)")
+    epochs: int = F(10000, "stop after this many epochs (an epoch: as many pairs as the data has "
+                           "non-overlapping chunks)")
+    max_steps: int = F(0, "stop after this many optimizer steps (0: no limit); required by "
+                          "schedule=cosine, unless max_minutes sets it")
+    max_minutes: float = F(0.0, "time budget from the command's start, cache build included: the "
+                                "step time measured over the first 50 steps sets max_steps (logged"
+                                " and saved; a given --max_steps caps it); 0: none "
+                                "(ssl_min/runtime/budget.py)")
     # augmentations: probability of each effect per chunk (the chain of torchaudio-augmentations)
     p_polarity: float = F(0.8, "P(polarity inversion)")
     p_noise: float = F(0.01, "P(white noise)")
@@ -86,28 +110,53 @@ class Config:
     max_snr: float = F(0.01, "noise std / signal std, upper end")
     p_gain: float = F(0.3, "P(gain -20..-1 dB)")
     p_filter: float = F(0.8, "P(high- or low-pass, a coin flip)")
-    lowpass_min: float = F(2200.0, "low-pass cutoff range, lower end (Hz); must sit below the Nyquist frequency")
-    lowpass_max: float = F(4000.0, "low-pass cutoff range, upper end (Hz); must sit below sample_rate / 2")
+    lowpass_min: float = F(2200.0, "low-pass cutoff range, lower end (Hz); must sit below the "
+                                   "Nyquist frequency")
+    lowpass_max: float = F(4000.0, "low-pass cutoff range, upper end (Hz); must sit below "
+                                   "sample_rate / 2")
     highpass_min: float = F(200.0, "high-pass cutoff range, lower end (Hz)")
     highpass_max: float = F(1200.0, "high-pass cutoff range, upper end (Hz)")
     p_delay: float = F(0.3, "P(delay 200..500 ms)")
-    p_pitch: float = F(0.6, "P(pitch shift -7..+7 semitones) (CLMR: 0.6; a phase vocoder per batch, the chain's dearest effect)")
+    p_pitch: float = F(0.6, "P(pitch shift -7..+7 semitones) (CLMR: 0.6; a phase vocoder per "
+                            "batch, the chain's dearest effect)")
     p_reverb: float = F(0.6, "P(sox-style reverb)")
-    p_time_mask: float = F(0.0, "P(time mask: one segment of the chunk zeroed, after the other effects; not in CLMR's chain)")
+    p_time_mask: float = F(0.0, "P(time mask: one segment of the chunk zeroed, after the other "
+                                "effects; not in CLMR's chain)")
     time_mask_max: float = F(0.5, "the time mask's longest segment, as a fraction of the chunk")
-    effect_reuse: int = F(1, "1: every chunk draws its own filter and reverb settings (CLMR); r > 1: each call draws B / r of them and deals each to ~r chunks, the filter's and reverb's set-up cost / r (ssl_min/augment/shared.py)")
-    cache: str = F("auto", "'auto': a folder of compressed files (or files at another rate) is decoded once into FOLDER/.ssl_min_cache/<rate>hz, rebuilt when a file changes; 'off': decode at every read; or a cache folder to build/reuse")
-    augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); 'workers': per chunk in the DataLoader workers", ["device", "workers"])
+    effect_reuse: int = F(1, "1: every chunk draws its own filter and reverb settings (CLMR); r > "
+                             "1: each call draws B / r of them and deals each to ~r chunks, the "
+                             "filter's and reverb's set-up cost / r (ssl_min/augment/shared.py)")
+    cache: str = F("auto", "'auto': a folder of compressed files (or files at another rate) is "
+                           "decoded once into FOLDER/.ssl_min_cache/<rate>hz, rebuilt when a file "
+                           "changes; 'off': decode at every read; or a cache folder to build/reuse")
+    augment_on: str = F("device", "'device': on the batch where the model runs (fast on GPU); "
+                                  "'workers': per chunk in the DataLoader workers",
+                                  ["device", "workers"])
     # machinery
     num_workers: int = F(2, "DataLoader worker processes (persistent); 0 reads in the main process")
-    precision: str = F("auto", "'auto' (CUDA: bf16 where supported, else fp16; CPU: bf16 where native and measured faster than fp32, else fp32: ssl_min/runtime/precision.py), 'bf16', 'fp16', 'fp32'", ["auto", "bf16", "fp16", "fp32"])
+    precision: str = F("auto", "'auto' (CUDA: bf16 where supported, else fp16; CPU: bf16 where "
+                               "native and measured faster than fp32, else fp32: "
+                               "ssl_min/runtime/precision.py), 'bf16', 'fp16', 'fp32'",
+                               ["auto", "bf16", "fp16", "fp32"])
     device: str = F("auto", "'auto' (cuda if available), 'cpu', 'cuda'")
-    dist_timeout: float = F(0.0, "torchrun: seconds a collective may wait before the run fails (0: torch's default, 10 min NCCL, 30 min gloo); the cache build before training waits apart, without a limit")
-    conv: str = F("auto", "the encoder's formulation: 'reference' (CLMR's Conv1d/BatchNorm1d/ReLU/MaxPool1d stack), 'fast' (the same function channels-last, ssl_min/models/fast.py), or 'auto': on CUDA the reference, on a CPU the fast one where a start-up timing finds it faster (ssl_min/runtime/formulation.py)", ["auto", "reference", "fast"])
-    compile: bool = F(False, "torch.compile the model (first steps slower; saves the uncompiled weights)")
+    dist_timeout: float = F(0.0, "torchrun: seconds a collective may wait before the run fails (0:"
+                                 " torch's default, 10 min NCCL, 30 min gloo); the cache build "
+                                 "before training waits apart, without a limit")
+    conv: str = F("auto", "the encoder's formulation: 'reference' (CLMR's "
+                          "Conv1d/BatchNorm1d/ReLU/MaxPool1d stack), 'fast' (the same function "
+                          "channels-last, ssl_min/models/fast.py), or 'auto': on CUDA the "
+                          "reference, on a CPU the fast one where a start-up timing finds it "
+                          "faster (ssl_min/runtime/formulation.py)", ["auto", "reference", "fast"])
+    compile: bool = F(False, "torch.compile the model (first steps slower; saves the uncompiled "
+                             "weights)")
     log_every: int = F(10, "steps between lines in metrics.jsonl")
-    monitor: str = F("", "a labeled folder (any layout probe.py accepts, e.g. data/demo): a weighted kNN on the frozen encoder's embeddings of its train tracks scores its valid tracks every monitor_every steps (and at step 0), logged to metrics.jsonl and the progress bar as knn_accuracy (classes) or knn_pr_auc (tags); '' for none (ssl_min/evaluate/monitor.py)")
-    monitor_every: int = F(0, "steps between kNN monitor readings; 0: a tenth of max_steps (100 without max_steps)")
+    monitor: str = F("", "a labeled folder (any layout probe.py accepts, e.g. data/demo): a "
+                         "weighted kNN on the frozen encoder's embeddings of its train tracks "
+                         "scores its valid tracks every monitor_every steps (and at step 0), "
+                         "logged to metrics.jsonl and the progress bar as knn_accuracy (classes) "
+                         "or knn_pr_auc (tags); '' for none (ssl_min/evaluate/monitor.py)")
+    monitor_every: int = F(0, "steps between kNN monitor readings; 0: a tenth of max_steps (100 "
+                              "without max_steps)")
     ckpt_every: int = F(200, "steps between checkpoint.pt writes (also at every epoch end)")
 
 
@@ -172,8 +221,17 @@ def parse_args(argv=None, description=""):
 
 
 def resolve(cfg: Config, notes: list | None = None) -> Config:
-    """Derived fields made explicit and checked, so the saved config is the one that ran.
+    """Derived fields made explicit and checked, so the saved config is the one that ran: the
+    checks first (pure: the config alone), then the choices that depend on this machine.
     notes: if a list, how a derived field was chosen is appended to it (for the log)."""
+    check(cfg)
+    choose_for_machine(cfg, notes)
+    return cfg
+
+
+def check(cfg: Config) -> Config:
+    """The config alone: derived lengths filled in, and every combination that cannot run refused
+    in one line (SystemExit) before anything is built."""
     receptive = 3 ** (cfg.n_blocks + 1)
     if cfg.chunk_samples == 0:
         cfg.chunk_samples = receptive
@@ -218,15 +276,21 @@ def resolve(cfg: Config, notes: list | None = None) -> Config:
         raise SystemExit(f"time_mask_max is a fraction of the chunk, in [0, 1]; got {cfg.time_mask_max:g}")
     if cfg.lowpass_min > cfg.lowpass_max or cfg.highpass_min > cfg.highpass_max:
         raise SystemExit("a cutoff range's min is above its max")
+    if cfg.sync_bn and cfg.conv == "fast":
+        raise SystemExit("--sync_bn runs CLMR's module stack: use --conv reference (or auto), not fast (its "
+                         "folded stem keeps per-process statistics)")
+    return cfg
+
+
+def choose_for_machine(cfg: Config, notes: list | None = None) -> Config:
+    """device, precision and conv: 'auto' resolved on this machine (precision and conv measured once
+    per machine and remembered: ssl_min/runtime/remembered.py), said in `notes`."""
     if cfg.device == "auto":
         cfg.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.precision == "auto":                 # measured where it can go either way (ssl_min/runtime/precision.py)
+    if cfg.precision == "auto":                 # measured where it can go either way (runtime/precision.py)
         cfg.precision, why = auto_precision(cfg.device)
         if notes is not None:
             notes.append(f"precision auto -> {cfg.precision}: {why}")
-    if cfg.sync_bn and cfg.conv == "fast":
-        raise SystemExit("--sync_bn runs CLMR's module stack: use --conv reference (or auto), not fast (its folded "
-                         "stem keeps per-process statistics)")
     if cfg.sync_bn and cfg.conv == "auto":
         cfg.conv = "reference"
         if notes is not None:

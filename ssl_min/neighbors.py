@@ -17,8 +17,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="which tracks are sampled as queries")
     ap.add_argument("--conv", choices=["auto", "reference", "fast"], default="auto", help="the encoder's formulation")
     ap.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda'")
+    ap.add_argument("--colour", default=None, help="a tagged layout: the tag that colours the map (default: the "
+                    "most frequent)")
     a = ap.parse_args(argv)
-    build_page(a.checkpoint, a.data, a.out, a.k, a.queries, a.seconds, a.seed, a.conv, pick_device(a.device))
+    build_page(a.checkpoint, a.data, a.out, a.k, a.queries, a.seconds, a.seed, a.conv, pick_device(a.device),
+               colour=a.colour)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,35 @@ def test_the_page_lists_queries_with_their_neighbours_and_playable_excerpts(tmp_
     assert all(not src.startswith(("/", "file:")) for src in re.findall(r'src="([^"]+)"', page))   # opens from disk
     assert page.count("<circle") == 10                                                          # the map
     assert "a neighbour shares its query's class" in capsys.readouterr().out
+
+
+def test_a_tagged_folder_shows_tags_a_map_coloured_by_a_tag_and_the_shared_tag_share(tmp_path, capsys):
+    import csv
+    import pytest
+    music = tmp_path / "tagged"
+    write_tracks(music, 12, seconds=1.0, seed=3)
+    tags = {f"track{i:03d}.wav": {"low" if i < 6 else "high", *(["drums"] if i % 2 else [])} for i in range(12)}
+    names = ["low", "high", "drums"]
+    with open(music / "annotations.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", *names])
+        for path, t in tags.items():
+            w.writerow([path, *[int(n in t) for n in names]])
+    train.main(["--data", str(music), "--out", str(tmp_path / "run"), *TINY, "--max_steps", "2"])
+    stats = build_page(tmp_path / "run" / "checkpoint.pt", music, tmp_path / "page", k=3, queries=12,
+                       conv="reference", num_workers=0)
+    assert stats["colour"] == "low" or stats["colour"] == "high" or stats["colour"] == "drums"
+    assert stats["same_label"] is None and 0 <= stats["shared_tags"] <= 1
+    # chance, by brute force: a query's tags that a random other track has, on average
+    sets = list(tags.values())
+    brute = sum(sum(len(a & b) / len(a) for j, b in enumerate(sets) if j != i) / 11 for i, a in enumerate(sets)) / 12
+    assert abs(stats["tag_chance"] - brute) < 1e-12
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "<b>drums, low</b>" in page and "of its query's tags" in page
+    colours = set(re.findall(r'<circle [^>]*fill="([^"]+)"', page))
+    assert len(colours) == 2 and page.count("<circle") == 12                       # the tag and the rest
+    drums = build_page(tmp_path / "run" / "checkpoint.pt", music, tmp_path / "page2", k=3, queries=12,
+                       conv="reference", num_workers=0, colour="drums")
+    assert drums["colour"] == "drums" and drums["shared_tags"] == stats["shared_tags"]
+    with pytest.raises(ValueError, match="not a tag"):
+        build_page(tmp_path / "run" / "checkpoint.pt", music, tmp_path / "page3", colour="violin", num_workers=0)

@@ -1,6 +1,9 @@
 """Labeled sets for the probe: the DL101 tutorial's layout, MagnaTagATune as distributed, class
 folders, or a CSV with a `label` column (`load_labeled`); one-hot tag columns read as classes;
 stratified, deterministic splits by track; one-line errors for sets too small to probe.
+
+    load_labeled(root, sample_rate) -> {"train", "valid", "test": LabeledSet}   the entry point, first;
+                                       the layouts' readers and the split helpers below it
 """
 import csv
 import hashlib
@@ -12,6 +15,7 @@ import numpy as np
 from ssl_min.data.audio import AUDIO_EXTENSIONS, find_audio
 from ssl_min.data.index import ScanReport, scan
 
+
 @dataclass
 class LabeledSet:
     """Tracks with targets: multi-label (N, n_tags) 0/1, or multi-class (N,) class indices."""
@@ -19,6 +23,29 @@ class LabeledSet:
     targets: np.ndarray
     names: list          # tag or class names
     task: str            # "multilabel" | "multiclass"
+
+
+def load_labeled(root, sample_rate, mtt_split_dir=None):
+    """Any supported labeled layout under ROOT -> {"train", "valid"?, "test"}: LabeledSet."""
+    root = Path(root)
+    if (root / "annotations_final.csv").exists():
+        if mtt_split_dir is None:
+            raise ValueError("MagnaTagATune needs split files: pass --mtt_split DIR with "
+                             "train.npy/valid.npy/test.npy (see docs/data.md)")
+        files = {s: next((Path(mtt_split_dir) / f"{s}{ext}" for ext in (".npy", ".txt", ".tsv")
+                          if (Path(mtt_split_dir) / f"{s}{ext}").exists()), None)
+                 for s in ("train", "valid", "test")}
+        return load_magnatagatune(root, sample_rate, {s: f for s, f in files.items() if f})
+    if (root / "train" / "annotations.csv").exists():
+        sets = {s: load_tutorial_split(root, s, sample_rate) for s in ("train", "valid", "test")}
+        if sets["test"] is None:
+            raise ValueError(f"{root}/test/annotations.csv is missing")
+        return one_hot_as_classes(_same_names({s: v for s, v in sets.items() if v is not None}))
+    if (root / "annotations.csv").exists():
+        header, rows = _read_csv(root / "annotations.csv")
+        return stratified_split(one_hot_as_classes({"all": _labeled_from_rows(
+            header, rows, root, sample_rate, root / "annotations.csv")})["all"], (0.7, 0.1, 0.2))
+    return load_class_folders(root, sample_rate)
 
 
 def _read_csv(path):
@@ -236,27 +263,3 @@ def _same_names(sets):
     names = sorted({n for ls in sets.values() for n in ls.names})
     return {s: LabeledSet(ls.tracks, np.asarray([names.index(ls.names[t]) for t in ls.targets]), names, ls.task)
             for s, ls in sets.items()}
-
-
-def load_labeled(root, sample_rate, mtt_split_dir=None):
-    """Any supported labeled layout under ROOT -> {"train", "valid"?, "test"}: LabeledSet."""
-    root = Path(root)
-    if (root / "annotations_final.csv").exists():
-        if mtt_split_dir is None:
-            raise ValueError("MagnaTagATune needs split files: pass --mtt_split DIR with "
-                             "train.npy/valid.npy/test.npy (see docs/data.md)")
-        files = {s: next((Path(mtt_split_dir) / f"{s}{ext}" for ext in (".npy", ".txt", ".tsv")
-                          if (Path(mtt_split_dir) / f"{s}{ext}").exists()), None)
-                 for s in ("train", "valid", "test")}
-        return load_magnatagatune(root, sample_rate, {s: f for s, f in files.items() if f})
-    if (root / "train" / "annotations.csv").exists():
-        sets = {s: load_tutorial_split(root, s, sample_rate) for s in ("train", "valid", "test")}
-        if sets["test"] is None:
-            raise ValueError(f"{root}/test/annotations.csv is missing")
-        return one_hot_as_classes(_same_names({s: v for s, v in sets.items() if v is not None}))
-    if (root / "annotations.csv").exists():
-        header, rows = _read_csv(root / "annotations.csv")
-        return stratified_split(one_hot_as_classes({"all": _labeled_from_rows(
-            header, rows, root, sample_rate, root / "annotations.csv")})["all"], (0.7, 0.1, 0.2))
-    return load_class_folders(root, sample_rate)
-

@@ -2,8 +2,10 @@
 
     build_page(checkpoint, data, out, k=5, queries=60) -> stats; writes out/index.html + out/audio/*.wav
 
-* tracks: a labeled layout (anything probe.py reads; each track's class is its colour when the task
-  is multi-class) or any folder of audio (its sub-folders are the colours when it has several);
+* tracks: a labeled layout (anything probe.py reads: a track's class is its colour when the task is
+  multi-class; when it is tagged, each track shows its tags and the map is coloured by one tag,
+  `colour`, by default the most frequent) or any folder of audio (its sub-folders are the colours
+  when it has several);
 * embeddings: each track's mean chunk embedding, the exporter's (evaluate/export.py), compared by
   cosine similarity; each query (every track, or a seeded sample of `queries`) lists its k nearest
   other tracks;
@@ -11,7 +13,9 @@
   as 16-bit wav beside the page, so the page plays from disk in any browser (relative paths, no server);
 * a 2-D map of all tracks: PCA of the unit-length embeddings, drawn as inline SVG.
 With classes, the page (and the return value) states how often a neighbour shares its query's
-class, against the rate a random other track would.
+class, against the rate a random other track would; with tags, the mean share of the query's tags
+that a neighbour has, against the share a random other track has. Memory stays bounded: the
+similarities are computed a block of BLOCK queries at a time, never as one N x N matrix.
 """
 import html
 import os
@@ -28,30 +32,36 @@ from ssl_min.evaluate.export import track_embeddings
 from ssl_min.models.load import load_encoder
 from ssl_min.runtime.formulation import resolve_conv
 
+BLOCK = 1024                    # query rows of the similarity matrix held at once
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 
 
 def tracks_and_labels(data, rate):
-    """-> ([Track], [label or None]): a labeled layout's tracks (classes as labels when multi-class),
-    else a folder's audio files (their first sub-folder as label when there are several)."""
+    """-> ([Track], [label or None], [set of tags] or None): a labeled layout's tracks (its classes as
+    labels when multi-class, its tags when multi-label), else a folder's audio files (their first
+    sub-folder as label when there are several; files at the top are labelled "(top level)")."""
     try:
         sets = load_labeled(data, rate)
     except (ValueError, FileNotFoundError):
         sets = None
     if sets:
-        seen, tracks, labels = set(), [], []
+        seen, tracks, labels, tags = set(), [], [], []
         for ls in sets.values():
             for t, y in zip(ls.tracks, ls.targets):
                 if t.path not in seen:
                     seen.add(t.path)
                     tracks.append(t)
-                    labels.append(ls.names[int(y)] if ls.task == "multiclass" else None)
-        return tracks, labels
+                    if ls.task == "multiclass":
+                        labels.append(ls.names[int(y)])
+                    else:
+                        labels.append(None)
+                        tags.append({n for n, v in zip(ls.names, y) if v})
+        return tracks, labels, (tags if tags else None)
     tracks = open_tracks(data, rate, cache="off")[0]
     parts = [Path(t.path).relative_to(data).parts for t in tracks]
-    folders = [p[0] if len(p) > 1 else None for p in parts]
-    return tracks, folders if len(set(folders) - {None}) > 1 else [None] * len(tracks)
+    folders = [p[0] if len(p) > 1 else "(top level)" for p in parts]
+    return tracks, folders if len(set(folders) - {"(top level)"}) > 1 else [None] * len(tracks), None
 
 
 def same_label_rate(neighbours, labels, queries):
@@ -64,6 +74,34 @@ def same_label_rate(neighbours, labels, queries):
     hit = np.mean([labels[j] == labels[q] for q in labelled for j in neighbours[q]])
     chance = np.mean([(counts[labels[q]] - 1) / (len(labels) - 1) for q in labelled])
     return float(hit), float(chance)
+
+
+def shared_tag_share(neighbours, tags, queries):
+    """-> (mean share of a query's tags that its neighbour has, the same for a random other track),
+    over the queries with at least one tag; (None, None) without tags."""
+    names = sorted(set().union(*tags))
+    y = torch.tensor([[n in t for n in names] for t in tags], dtype=torch.float64)    # (N, T)
+    tagged = [q for q in queries if tags[q]]
+    if not tagged:
+        return None, None
+    hit = np.mean([len(tags[q] & tags[j]) / len(tags[q]) for q in tagged for j in neighbours[q]])
+    counts = y.sum(0)                                                  # tracks per tag
+    # a random other track j != q has tag n with probability (count_n - 1) / (N - 1) for each n of q
+    chance = np.mean([float(((counts - 1) / (len(tags) - 1))[y[q] > 0].mean()) for q in tagged])
+    return float(hit), float(chance)
+
+
+def nearest(unit, k):
+    """unit (N, D) unit-length rows -> (indices (N, k), cosines (N, k)) of each row's k nearest other
+    rows, BLOCK rows at a time (memory N x BLOCK, not N x N)."""
+    indices, values = [], []
+    for lo in range(0, len(unit), BLOCK):
+        sim = unit[lo:lo + BLOCK] @ unit.T                             # (b, N)
+        sim[torch.arange(sim.shape[0]), torch.arange(lo, lo + sim.shape[0])] = -float("inf")   # not itself
+        top = sim.topk(k, dim=1)
+        indices.append(top.indices)
+        values.append(top.values)
+    return torch.cat(indices), torch.cat(values)
 
 
 def write_excerpt(track, path, seconds):
@@ -88,27 +126,35 @@ def map_svg(points, labels, names, size=420):
 
 
 def build_page(checkpoint, data, out, k=5, queries=60, seconds=8.0, seed=0, conv="auto", device="cpu",
-               num_workers=2):
-    """-> {"tracks", "queries", "k", "same_label", "chance"}; writes out/index.html and out/audio/."""
+               num_workers=2, colour=None):
+    """-> {"tracks", "queries", "k", "same_label", "chance", "shared_tags", "tag_chance", "colour"};
+    writes out/index.html and out/audio/. colour: the tag the map is coloured by (tagged layouts)."""
     encoder, info = load_encoder(checkpoint)
     encoder.conv, line = resolve_conv(conv, device, info["arch"], info["chunk_samples"])
     print(line)
     encoder = encoder.to(device)
-    tracks, labels = tracks_and_labels(data, info["sample_rate"])
+    tracks, labels, tags = tracks_and_labels(data, info["sample_rate"])
+    if tags is not None:
+        freq = {n: sum(n in t for t in tags) for n in sorted(set().union(*tags))}
+        if colour is not None and colour not in freq:
+            raise ValueError(f"--colour {colour}: not a tag of {data} (its tags: {', '.join(freq)})")
+        colour = colour or max(freq, key=freq.get)                     # the most frequent tag
+        labels = [colour if colour in t else f"not {colour}" for t in tags]
+    elif colour is not None:
+        raise ValueError(f"--colour {colour}: {data} has no tags (a class or folder colours its map)")
     if len(tracks) < 2:
         raise ValueError(f"{data}: {len(tracks)} usable track(s); neighbours need at least 2")
     emb = torch.zeros(len(tracks), encoder.out_dim)
     for i, feats in track_embeddings(encoder, tracks, info["chunk_samples"], num_workers=num_workers, device=device):
         emb[i] = feats.mean(0)
     unit = torch.nn.functional.normalize(emb.double(), dim=1)
-    sim = unit @ unit.T
-    sim.fill_diagonal_(-float("inf"))                                  # a track is not its own neighbour
     k = min(k, len(tracks) - 1)
-    near = sim.topk(k, dim=1)
+    near_indices, near_values = nearest(unit, k)
     chosen = (sorted(torch.randperm(len(tracks), generator=torch.Generator().manual_seed(seed))[:queries].tolist())
               if len(tracks) > queries else list(range(len(tracks))))
-    neighbours = {q: near.indices[q].tolist() for q in chosen}
-    hit, chance = same_label_rate(neighbours, labels, chosen)
+    neighbours = {q: near_indices[q].tolist() for q in chosen}
+    hit, chance = (None, None) if tags is not None else same_label_rate(neighbours, labels, chosen)
+    shared, tag_chance = shared_tag_share(neighbours, tags, chosen) if tags is not None else (None, None)
 
     out = Path(out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -119,16 +165,23 @@ def build_page(checkpoint, data, out, k=5, queries=60, seconds=8.0, seed=0, conv
     points = PCA(2, svd_solver="full").fit_transform(unit.numpy())
 
     def cell(j, score=None):
-        tag = "" if labels[j] is None else f' <b>{html.escape(labels[j])}</b>'
+        if tags is not None:
+            tag = f' <b>{html.escape(", ".join(sorted(tags[j])) or "(no tag)")}</b>'
+        else:
+            tag = "" if labels[j] is None else f' <b>{html.escape(labels[j])}</b>'
         sim_text = "" if score is None else f" <small>cos {score:.3f}</small>"
         return (f'<td><audio controls preload="metadata" src="audio/{j:05d}.wav"></audio><br>'
                 f'{html.escape(names[j])}{tag}{sim_text}</td>')
 
     rows = "".join(f'<tr id="q{q}">{cell(q)}' + "".join(cell(j, float(s)) for j, s in
-                                                       zip(neighbours[q], near.values[q].tolist())) + "</tr>"
+                                                       zip(neighbours[q], near_values[q].tolist())) + "</tr>"
                    for q in chosen)
     rate = ("" if hit is None else f"<p>A neighbour shares its query's class in <b>{100 * hit:.1f} %</b> of the "
             f"{len(chosen) * k} slots; a random other track would in {100 * chance:.1f} %.</p>")
+    if shared is not None:
+        rate = (f"<p>A neighbour has <b>{100 * shared:.1f} %</b> of its query's tags on average (over the "
+                f"{len(chosen) * k} slots); a random other track has {100 * tag_chance:.1f} %. The map is coloured by "
+                f"the tag <b>{html.escape(colour)}</b>.</p>")
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>ssl_min neighbours</title>
 <style>body{{font-family:sans-serif;margin:1.5em}} td{{padding:4px 8px;vertical-align:top;font-size:12px}}
@@ -157,8 +210,11 @@ report();
 </script></body></html>
 """
     (out / "index.html").write_text(page)
-    stats = {"tracks": len(tracks), "queries": len(chosen), "k": k, "same_label": hit, "chance": chance}
+    stats = {"tracks": len(tracks), "queries": len(chosen), "k": k, "same_label": hit, "chance": chance,
+             "shared_tags": shared, "tag_chance": tag_chance, "colour": colour}
     print(f"wrote {out / 'index.html'}: {len(chosen)} queries x {k} neighbours, {len(shown)} excerpts"
           + ("" if hit is None else f"; a neighbour shares its query's class {100 * hit:.1f} % of the time "
-                                    f"(chance {100 * chance:.1f} %)"))
+                                    f"(chance {100 * chance:.1f} %)")
+          + ("" if shared is None else f"; a neighbour has {100 * shared:.1f} % of its query's tags "
+                                       f"(a random other track {100 * tag_chance:.1f} %); map coloured by {colour}"))
     return stats

@@ -67,17 +67,21 @@ def install_codebook(cfg, p, objective, tracks, out):
     objective.teachers.set_codebook(**load_tensors(path, "codebook", "delete it; the next start fits it again"))
 
 
-def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progress, aug_gen, cfg, device):
-    """One optimizer step on a batch of pairs (CPC: of single chunks) -> the loss (a 0-d tensor,
-    detached). progress = step / total steps (BYOL's momentum schedule reads it)."""
+def on_device(batch, device):
+    """A loader batch (view 1, view 2, ids) -> x (2N, 1, T), the views stacked, and ids (N,), on the
+    device (CPC and masked: one view, x (N, 1, T))."""
     *views, ids = batch
-    x = torch.cat(views).to(device, non_blocking=True)                 # (2N, 1, T): views stacked (CPC: (N, 1, T))
-    if cfg.augment_on == "device":
-        x = chain(x, generator=aug_gen)
+    return torch.cat(views).to(device, non_blocking=True), ids.to(device, non_blocking=True)
+
+
+def train_step(model, objective, optimizer, scaler, ctx, x, ids, lr, progress, groups=1):
+    """One optimizer step on x (2N, 1, T), the augmented views (CPC, masked: single chunks) -> the loss
+    (a 0-d tensor, detached). progress = step / total steps (BYOL's momentum schedule reads it);
+    groups 2: BatchNorm statistics per view (--bn_views separate)."""
     for g in optimizer.param_groups:
         g["lr"] = lr
-    with ctx:                                                          # views 1 vs views 2
-        loss = objective(model, x, ids.to(device), groups=2 if cfg.bn_views == "separate" else 1)
+    with ctx:
+        loss = objective(model, x, ids, groups=groups)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
@@ -86,7 +90,76 @@ def train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, progr
     return loss.detach()
 
 
+@dataclasses.dataclass
+class LoopState:
+    """What the loop carries from step to step, and a checkpoint saves besides the weights."""
+    step: int = 0
+    best_loss: float = math.inf                 # the lowest epoch-mean loss (best.pt's)
+    epoch_loss: float = 0.0                     # the running sum over the current epoch
+    saved_step: int | None = None               # the step checkpoint.pt holds, once there is one
+
+
+def start_folder(out, resumed):
+    """The run folder, created; a run killed before its first checkpoint (config.json and metrics.jsonl,
+    no checkpoint.pt) is cleared, so a new run never appends to it."""
+    out.mkdir(parents=True, exist_ok=True)
+    left = [] if resumed else [f for f in ("metrics.jsonl", "config.json") if (out / f).exists()]
+    if left:
+        print(f"note: {out} held a run stopped before its first checkpoint ({', '.join(left)}, no checkpoint.pt); "
+              "starting the folder clean")
+        for f in left:
+            (out / f).unlink()
+
+
+def restore(ckpt, p, cfg, data_id, orig_model, objective, optimizer, scaler, aug_gen, say):
+    """--resume: every state the checkpoint holds put back, so the run continues bit for bit -> LoopState.
+    Refuses another process count or changed data (the stream of pairs would differ)."""
+    if ckpt.get("world", 1) != p.world:
+        raise SystemExit(f"--resume: the run used {ckpt.get('world', 1)} process(es), this is {p.world}; the "
+                         "stream of pairs and the batch would differ. Resume with the same count.")
+    if ckpt.get("data_id", data_id) != data_id:
+        raise SystemExit(f"--resume: the data under {cfg.data} changed since the checkpoint (tracks added, removed "
+                         "or changed): the stream of pairs would differ. Start a new run (another --out).")
+    orig_model.load_state_dict(ckpt["model"])               # strict: every key must match
+    objective.load_state_dict(ckpt.get("objective", {}))    # simclr has no state
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    state = ckpt["rng"]["augment"][p.rank]
+    if state.numel() == aug_gen.get_state().numel():
+        aug_gen.set_state(state)
+    else:                                       # a CUDA generator's state on a CPU run, or back
+        aug_gen.manual_seed(cfg.seed * 1000 + p.rank + 7919 * ckpt["step"])
+        say("note: resumed on another device type: the augmentation stream is reseeded (not bit-exact)")
+    return LoopState(ckpt["step"], ckpt["best_loss"], ckpt.get("epoch_loss", 0.0), saved_step=ckpt["step"])
+
+
+def save_checkpoint(path, p, loop, cfg, parts, extra):
+    """Every state the run needs to continue exactly, in a plain dict (weights_only loads it), written
+    atomically by rank 0. parts: orig_model, objective, optimizer, scaler, aug_gen; extra: the run's
+    facts (world, data_id, epoch, budget_planned). Called on every process: the augmentation streams
+    are gathered, and nobody leaves (or is killed) while rank 0 writes."""
+    states = distributed.gather(p, parts["aug_gen"].get_state())
+    if p.master:
+        save_atomic({"model": parts["orig_model"].state_dict(), "objective": parts["objective"].state_dict(),
+                     "optimizer": parts["optimizer"].state_dict(), "scaler": parts["scaler"].state_dict(),
+                     "step": loop.step, "best_loss": loop.best_loss, "epoch_loss": loop.epoch_loss, **extra,
+                     "config": dataclasses.asdict(cfg),
+                     "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
+    if path.name == "checkpoint.pt":
+        loop.saved_step = loop.step
+    distributed.barrier(p)
+
+
+def metric_row(loop, steps_per_epoch, loss, lr, clips, wait, seconds):
+    """One line of metrics.jsonl: the step's loss and lr, throughput and the share of time spent
+    waiting for data since the last row."""
+    return {"step": loop.step, "epoch": (loop.step - 1) // steps_per_epoch, "loss": loss, "lr": lr,
+            "clips_per_s": clips / seconds, "data_wait": wait / seconds}
+
+
 def main(argv=None):
+    # ---- config: the preset and the flags (or the checkpoint's own on --resume), checked and saved
     t_start = time.time()                       # a time budget counts from here, cache build included
     args, given = parse_args(argv, __doc__)
     on_cpu = given.get("device") == "cpu" or not torch.cuda.is_available()
@@ -102,20 +175,12 @@ def main(argv=None):
             write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
 
     if p.master:
-        out.mkdir(parents=True, exist_ok=True)
-        left = [f for f in ("metrics.jsonl", "config.json") if (out / f).exists()] if ckpt is None else []
-        if left:                                # a run killed before its first checkpoint: never append to it
-            print(f"note: {out} held a run stopped before its first checkpoint ({', '.join(left)}, no "
-                  "checkpoint.pt); starting the folder clean")
-            for f in left:
-                (out / f).unlink()
+        start_folder(out, resumed=ckpt is not None)
     write_config()
     say(f"config ({'resumed' if ckpt else 'preset ' + args.preset}, {p.world} process(es)):\n"
         + json.dumps(dataclasses.asdict(cfg), indent=2))
-    for note in notes:
+    for note in notes + ([f"memory: {memory}"] if memory else []):
         say(note)
-    if memory:
-        say(f"memory: {memory}")
 
     # ---- data: an endless stream of pairs; augmentations on the device or in the workers
     torch.manual_seed(cfg.seed)
@@ -135,7 +200,7 @@ def main(argv=None):
               if cfg.max_minutes > 0 and not (ckpt and ckpt.get("budget_planned")) else None)
     aug_gen = torch.Generator(p.device).manual_seed(cfg.seed * 1000 + p.rank)
 
-    # ---- model, optimizer, precision; the loop's state from the checkpoint on --resume
+    # ---- model, objective, optimizer, precision
     orig_model = build_model(cfg.n_blocks, cfg.width, cfg.pool, cfg.proj_hidden, cfg.proj_dim, cfg.conv,
                              cfg.objective, context_of(dataclasses.asdict(cfg))).to(p.device)
     if cfg.sync_bn:                             # before the momentum copies and the optimizer are made
@@ -153,29 +218,16 @@ def main(argv=None):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.precision]
     ctx = nullcontext() if dtype == torch.float32 else torch.autocast(p.device.type, dtype=dtype)
     scaler = torch.amp.GradScaler(p.device.type, enabled=dtype == torch.float16)
-    step, best_loss, epoch_loss = 0, float("inf"), 0.0
+
+    # ---- resume: every state from the checkpoint, so the run goes on bit for bit
+    parts = {"orig_model": orig_model, "objective": objective, "optimizer": optimizer, "scaler": scaler,
+             "aug_gen": aug_gen}
+    loop = LoopState()
     if ckpt:
-        if ckpt.get("world", 1) != p.world:
-            raise SystemExit(f"--resume: the run used {ckpt.get('world', 1)} process(es), this is {p.world}; the "
-                             "stream of pairs and the batch would differ. Resume with the same count.")
-        if ckpt.get("data_id", data_id) != data_id:
-            raise SystemExit(f"--resume: the data under {cfg.data} changed since the checkpoint (tracks added, removed "
-                             "or changed): the stream of pairs would differ. Start a new run (another --out).")
-        orig_model.load_state_dict(ckpt["model"])               # strict: every key must match
-        objective.load_state_dict(ckpt.get("objective", {}))    # simclr has no state
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        step, best_loss, epoch_loss = ckpt["step"], ckpt["best_loss"], ckpt.get("epoch_loss", 0.0)
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        state = ckpt["rng"]["augment"][p.rank]
-        if state.numel() == aug_gen.get_state().numel():
-            aug_gen.set_state(state)
-        else:                                   # a CUDA generator's state on a CPU run, or back
-            aug_gen.manual_seed(cfg.seed * 1000 + p.rank + 7919 * step)
-            say("note: resumed on another device type: the augmentation stream is reseeded (not bit-exact)")
-        say(f"resumed from {out / 'checkpoint.pt'} at step {step}")
+        loop = restore(ckpt, p, cfg, data_id, **parts, say=say)
+        say(f"resumed from {out / 'checkpoint.pt'} at step {loop.step}")
         if p.master:
-            trim_metrics(out / "metrics.jsonl", step)
+            trim_metrics(out / "metrics.jsonl", loop.step)
     model = torch.compile(orig_model) if cfg.compile else orig_model
     if p.world > 1:
         wrap = lambda m: DDP(m, device_ids=[p.device.index] if p.device.type == "cuda" else None)  # noqa: E731
@@ -187,112 +239,99 @@ def main(argv=None):
     if len(dataset.tracks) < global_batch:
         say(f"note: {len(dataset.tracks)} tracks < batch {global_batch}: tracks repeat within a batch, and "
             "pairs of the same track are masked out of each other's negatives")
-
     # One DataLoader iterator for the whole run: workers prefetch straight across epoch ends.
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                        sampler=StreamSampler(cfg.batch_size, step, p.rank, p.world),
+                        sampler=StreamSampler(cfg.batch_size, loop.step, p.rank, p.world),
                         pin_memory=p.device.type == "cuda",
                         worker_init_fn=distributed.workers_ignore_stop_signals)   # stops are the loop's
 
-    saved = {"step": ckpt["step"]} if ckpt else {}          # the step checkpoint.pt holds, once there is one
-
-    def checkpoint(path):
-        """Called on every process (the augmentation streams are gathered); rank 0 writes."""
-        states = distributed.gather(p, aug_gen.get_state())
-        if p.master:
-            save_atomic({"model": orig_model.state_dict(), "objective": objective.state_dict(),
-                         "optimizer": optimizer.state_dict(),
-                         "scaler": scaler.state_dict(), "step": step, "epoch": step // steps_per_epoch,
-                         "best_loss": best_loss, "epoch_loss": epoch_loss, "world": p.world, "data_id": data_id,
-                         "budget_planned": cfg.max_minutes > 0 and (budget is None or budget.planned is not None),
-                         "config": dataclasses.asdict(cfg),
-                         "rng": {"torch": torch.get_rng_state(), "augment": [s.cpu() for s in states]}}, path)
-        if path.name == "checkpoint.pt":
-            saved["step"] = step
-        distributed.barrier(p)                  # nobody leaves (or is killed) while rank 0 writes
+    def checkpoint(path):                       # on every process; rank 0 writes
+        planned = cfg.max_minutes > 0 and (budget is None or budget.planned is not None)
+        save_checkpoint(path, p, loop, cfg, parts, {"epoch": loop.step // steps_per_epoch, "world": p.world,
+                                                    "data_id": data_id, "budget_planned": planned})
 
     # The kNN monitor (rank 0): the labeled tracks read once now, scored every monitor_every steps.
     monitor = (KNNMonitor(cfg.monitor, cfg.sample_rate, cfg.chunk_samples, device=p.device)
                if cfg.monitor and p.master else None)
-    last_reading = {}
+    reading = {}
 
-    def read_monitor():
-        """One monitor reading at `step`: logged, shown, and its seconds -> so the timings leave them out."""
+    def read_monitor():                         # -> its seconds, so the timings leave them out
         t = time.perf_counter()
-        last_reading.update(monitor(orig_model.encoder, ctx))
-        metrics.write(json.dumps({"step": step, **last_reading}) + "\n")
+        reading.update(monitor(orig_model.encoder, ctx))
+        metrics.write(json.dumps({"step": loop.step, **reading}) + "\n")
         metrics.flush()
-        seconds = time.perf_counter() - t
-        say(f"\nmonitor at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last_reading.items())
-            + f" ({seconds:.2f} s)")
-        return seconds
+        say(f"\nmonitor at step {loop.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in reading.items())
+            + f" ({time.perf_counter() - t:.2f} s)")
+        return time.perf_counter() - t
 
-    # ---- the loop
+    # ---- the loop: batch, augment, step, log, checkpoint
     stop = distributed.StopRequest()            # Ctrl-C / SIGTERM: finish the step, save it, leave
     metrics = open(out / "metrics.jsonl", "a") if p.master else None
-    bar = tqdm(total=total_steps, initial=step, disable=not p.master, unit="step",
+    bar = tqdm(total=total_steps, initial=loop.step, disable=not p.master, unit="step",
                dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30)
     model.train(), objective.train()
+    groups = 2 if cfg.bn_views == "separate" else 1                  # BatchNorm per view, as CLMR's two passes
     clean = False
     try:
-        if monitor is not None and step == 0:
+        if monitor is not None and loop.step == 0:
             read_monitor()                      # the starting point: the random init
         t_log, wait, n_clips = time.perf_counter(), 0.0, 0
         t0 = time.perf_counter()
         for batch in loader:
-            if step >= total_steps:
+            if loop.step >= total_steps:
                 break
             wait += time.perf_counter() - t0
-            lr = get_lr(step, cfg)
-            loss = train_step(model, chain, objective, optimizer, scaler, ctx, batch, lr, step / total_steps,
-                              aug_gen, cfg, p.device)
+            x, ids = on_device(batch, p.device)                        # (2N, 1, T), (N,)
+            if cfg.augment_on == "device":
+                x = chain(x, generator=aug_gen)                        # each clip its own effects
+            lr = get_lr(loop.step, cfg)
+            loss = train_step(model, objective, optimizer, scaler, ctx, x, ids, lr, loop.step / total_steps, groups)
             loss_value, stopping, out_of_time = distributed.agree(p, loss.float().item(), stop.requested,
                                                                   budget is not None and budget.expired())
             if not math.isfinite(loss_value):
-                kept = (f"{out / 'checkpoint.pt'} (step {saved['step']}) is untouched" if saved else
-                        "no checkpoint had been written yet")
-                say(f"\nnon-finite loss ({loss_value}) at step {step}: stopping; {kept}.")
+                kept = (f"{out / 'checkpoint.pt'} (step {loop.saved_step}) is untouched" if loop.saved_step
+                        is not None else "no checkpoint had been written yet")
+                say(f"\nnon-finite loss ({loss_value}) at step {loop.step}: stopping; {kept}.")
                 raise SystemExit(2)
-            step += 1
+            loop.step += 1
             n_clips += views * global_batch
-            epoch_loss += loss_value
-            if p.master and step % cfg.log_every == 0:
-                dt = time.perf_counter() - t_log
-                row = {"step": step, "epoch": (step - 1) // steps_per_epoch, "loss": loss_value, "lr": lr,
-                       "clips_per_s": n_clips / dt, "data_wait": wait / dt}
+            loop.epoch_loss += loss_value
+            if p.master and loop.step % cfg.log_every == 0:
+                row = metric_row(loop, steps_per_epoch, loss_value, lr, n_clips, wait, time.perf_counter() - t_log)
                 metrics.write(json.dumps(row) + "\n")
                 metrics.flush()
                 t_log, wait, n_clips = time.perf_counter(), 0.0, 0
-            if monitor is not None and step % cfg.monitor_every == 0:
+            if monitor is not None and loop.step % cfg.monitor_every == 0:
                 t_log += read_monitor()         # clips/s and data wait leave the monitor out
             bar.update(1)
-            if budget is not None and (planned := budget.tick(step)) is not None:
+            if budget is not None and (planned := budget.tick(loop.step)) is not None:
                 cfg.max_steps = total_steps = distributed.broadcast(p, planned)   # rank 0's measurement
                 bar.total = total_steps
-                say("\n" + budget.report(step))
+                say("\n" + budget.report(loop.step))
                 write_config()
             rate = bar.format_dict["rate"]                   # steps/s, smoothed by tqdm
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}",
                             clips_s=f"{views * global_batch * rate:.0f}" if rate else "-",
-                            **{k: f"{v:.3f}" for k, v in last_reading.items()}, refresh=False)
-            if step % steps_per_epoch == 0:         # a whole epoch: best.pt compares whole epochs only
-                if epoch_loss / steps_per_epoch < best_loss:
-                    best_loss = epoch_loss / steps_per_epoch
+                            **{k: f"{v:.3f}" for k, v in reading.items()}, refresh=False)
+            if loop.step % steps_per_epoch == 0:    # a whole epoch: best.pt compares whole epochs only
+                if loop.epoch_loss / steps_per_epoch < loop.best_loss:
+                    loop.best_loss = loop.epoch_loss / steps_per_epoch
                     checkpoint(out / "best.pt")
-                epoch_loss = 0.0
+                loop.epoch_loss = 0.0
             if stopping:                            # a whole step is done: save exactly step `step`
                 checkpoint(out / "checkpoint.pt")
-                say(f"\ninterrupted: saved {out / 'checkpoint.pt'} at step {step}; continue with --resume")
+                say(f"\ninterrupted: saved {out / 'checkpoint.pt'} at step {loop.step}; continue with --resume")
                 raise SystemExit(130)
-            if step % cfg.ckpt_every == 0 or step % steps_per_epoch == 0 or step >= total_steps or out_of_time:
+            if (loop.step % cfg.ckpt_every == 0 or loop.step % steps_per_epoch == 0 or loop.step >= total_steps
+                    or out_of_time):
                 checkpoint(out / "checkpoint.pt")
-            if out_of_time and step < total_steps:
+            if out_of_time and loop.step < total_steps:
                 why = ("before the step time was measured" if budget.planned is None else
                        f"of the {total_steps} planned (the machine ran slower than measured)")
-                say(f"\ntime budget of {cfg.max_minutes:g} min spent at step {step}, {why}: stopped early, the "
-                    f"schedule not at its end; saved {out / 'checkpoint.pt'}")
+                say(f"\ntime budget of {cfg.max_minutes:g} min spent at step {loop.step}, {why}: stopped early, "
+                    f"the schedule not at its end; saved {out / 'checkpoint.pt'}")
                 break
-            if step >= total_steps:
+            if loop.step >= total_steps:
                 break
             t0 = time.perf_counter()
         clean = True
@@ -302,9 +341,9 @@ def main(argv=None):
         if metrics:
             metrics.close()
         distributed.finish(p, clean)
-    best = (f"best {out / 'best.pt'} (epoch-mean loss {best_loss:.4f})" if math.isfinite(best_loss) else
+    best = (f"best {out / 'best.pt'} (epoch-mean loss {loop.best_loss:.4f})" if math.isfinite(loop.best_loss) else
             f"no best.pt: the run was shorter than one epoch ({steps_per_epoch} steps)")
-    say(f"done: {step} steps ({step / steps_per_epoch:.1f} epochs); last {out / 'checkpoint.pt'}, {best}")
+    say(f"done: {loop.step} steps ({loop.step / steps_per_epoch:.1f} epochs); last {out / 'checkpoint.pt'}, {best}")
 
 
 if __name__ == "__main__":

@@ -228,6 +228,10 @@ def main(argv=None):
         say(f"resumed from {out / 'checkpoint.pt'} at step {loop.step}")
         if p.master:
             trim_metrics(out / "metrics.jsonl", loop.step)
+    # The kNN monitor (rank 0): the labeled tracks read once now, scored every monitor_every steps; the
+    # others wait outside any collective that could time out, before the DDP wrap's first one.
+    monitor = (distributed.rank0_first(p, lambda: KNNMonitor(cfg.monitor, cfg.sample_rate, cfg.chunk_samples,
+                                                             device=p.device)) if cfg.monitor else None)
     model = torch.compile(orig_model) if cfg.compile else orig_model
     if p.world > 1:
         wrap = lambda m: DDP(m, device_ids=[p.device.index] if p.device.type == "cuda" else None)  # noqa: E731
@@ -250,9 +254,6 @@ def main(argv=None):
         save_checkpoint(path, p, loop, cfg, parts, {"epoch": loop.step // steps_per_epoch, "world": p.world,
                                                     "data_id": data_id, "budget_planned": planned})
 
-    # The kNN monitor (rank 0): the labeled tracks read once now, scored every monitor_every steps.
-    monitor = (KNNMonitor(cfg.monitor, cfg.sample_rate, cfg.chunk_samples, device=p.device)
-               if cfg.monitor and p.master else None)
     reading = {}
 
     def read_monitor():                         # -> its seconds, so the timings leave them out

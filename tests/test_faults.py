@@ -195,6 +195,14 @@ def test_two_builders_of_one_cache_take_turns(tmp_path):
         torch.testing.assert_close(cached[t.path].read_all(), t.read_all(), atol=1 / 32767, rtol=0)
 
 
+def test_one_cache_for_two_folders_is_refused_before_it_deletes_anything(tmp_path):
+    a, b, shared = library(tmp_path / "a", 2), library(tmp_path / "b", 2), tmp_path / "shared"
+    C.ensure_cache(scan_folder(a, SR, verbose=False)[0], a, SR, cache_dir=shared, workers=1, verbose=False)
+    with pytest.raises(SystemExit, match="another folder"):
+        C.ensure_cache(scan_folder(b, SR, verbose=False)[0], b, SR, cache_dir=shared, workers=1, verbose=False)
+    assert len(open_tracks(shared, SR, verbose=False)[0]) == 2 and len(list((shared / "tracks").glob("*.npy"))) == 2
+
+
 # 6. A decode worker killed (the OOM killer).
 def test_a_killed_decode_worker_is_named_and_never_waited_on(tmp_path, capsys):
     root = library(tmp_path / "lib", 4)

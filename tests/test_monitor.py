@@ -57,6 +57,18 @@ def test_the_monitor_reads_valid_tracks_and_leaves_every_mode_and_statistic(tmp_
     assert monitor(encoder)["knn_pr_auc"] == value                                  # deterministic
 
 
+def test_the_monitor_holds_a_bounded_spread_of_a_large_set(tmp_path):
+    """Memory bounded whatever the set: at most max_tracks of each split, evenly spread, with their labels."""
+    data = tutorial_layout(tmp_path / "labeled", 12, splits=("train", "valid", "test"))
+    full = KNNMonitor(data, 8000, 2000, verbose=False)
+    small = KNNMonitor(data, 8000, 2000, verbose=False, max_tracks=4)
+    assert len(small.owner["train"].unique()) == len(small.owner["valid"].unique()) == 4
+    kept = [0, 4, 7, 11]                                    # evenly spread over the 12 tracks
+    assert (small.targets["valid"] == full.targets["valid"][kept]).all()
+    first = full.owner["valid"] == kept[1]
+    assert torch.equal(small.x["valid"][small.owner["valid"] == 1], full.x["valid"][first])
+
+
 def rows(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 

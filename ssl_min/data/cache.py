@@ -25,6 +25,7 @@ What survives what (each case has a test in tests/test_faults.py):
 * a cached file cut short (a kill, a disk error) is found by its size and decoded again;
   index.json unreadable: rebuilt from the tracks' files; temporary files of a killed build: deleted
   at the next build; SIGTERM during a build stops it like Ctrl-C (temporary files removed);
+* one --cache DIR for two folders: refused in one line (each build would delete the other's tracks);
 * two processes (locks.py): builds of one cache take turns; a process reading the cache holds a
   shared lock, and a build never deletes a track's file while any reader holds it (the stale files
   go at a later build).
@@ -188,6 +189,10 @@ def _build(tracks, folder, sample_rate, cache_dir, dtype, workers, skipped, say)
     have = {k for k in on_disk if k in length and intact(cache_dir / "tracks" / f"{k}.npy", length[k], dtype)}
     damaged = (on_disk & set(length)) - have
     old = read_index(cache_dir, say)
+    other = old.get("source")
+    if other and Path(other).is_dir() and Path(other).resolve() != Path(folder).resolve():
+        raise SystemExit(f"decode-once cache {cache_dir} holds the tracks of {other}, another folder still there: "
+                         f"building it for {folder} would delete them. Give each folder its own --cache DIR")
     known_bad = {p: r for p, r in old.get("failed", {}).items() if old.get("failed_keys", {}).get(p) == keys.get(p)}
     todo = [t for t in tracks if keys[t.path] not in have and t.path not in known_bad]
     failed, later = dict(known_bad), {}

@@ -3,8 +3,9 @@
 The loss does not say: on real music, runs whose loss ended 0.4 lower probed no better. The
 monitor reads what the probe reads, cheaply, every `--monitor_every` steps:
 
-    labeled set (any layout probe.py accepts) -> its train and valid tracks, a few chunks each,
-    decoded once and held in memory: x (N, 1, chunk), owner (N,)
+    labeled set (any layout probe.py accepts) -> its train and valid tracks (at most MAX_TRACKS of
+    each, evenly spread over the split), a few chunks each, decoded once and held in memory:
+    x (N, 1, chunk), owner (N,); bounded whatever the set's size (MagnaTagATune whole would be ~14 GB)
     encoder, eval mode, no gradients -> chunk embeddings -> track embeddings (mean over chunks)
     weighted kNN (knn.py): train tracks vote for each valid track
     -> {"knn_accuracy": ...} for classes, {"knn_pr_auc": macro PR-AUC} for tags
@@ -24,6 +25,16 @@ from ssl_min.evaluate.knn import knn_scores
 from ssl_min.evaluate.linear_probe import metrics, one_hot
 
 
+MAX_TRACKS = 500                  # per split: the monitor's memory is bounded by 2 x this x per_track chunks
+
+
+def spread(items, n):
+    """At most n of `items`, evenly spread over them, in order (all when there are no more than n)."""
+    if len(items) <= n:
+        return list(range(len(items)))
+    return np.unique(np.linspace(0, len(items) - 1, n).round().astype(int)).tolist()
+
+
 def spread_chunks(x: torch.Tensor, chunk: int, per_track: int) -> torch.Tensor:
     """A track (T,) -> up to `per_track` of its non-overlapping chunks, evenly spread: (n, chunk)."""
     chunks = split_chunks(x, chunk)                                   # (all, chunk)
@@ -36,23 +47,27 @@ class KNNMonitor:
     context the run computes in (None: float32)."""
 
     def __init__(self, root, sample_rate, chunk, per_track=3, k=20, temperature=0.07, batch=256, device="cpu",
-                 verbose=True):
+                 verbose=True, max_tracks=MAX_TRACKS):
         sets = load_labeled(root, sample_rate)
         if "valid" not in sets:
             sets = {**sets, **carve_validation(sets["train"])}
         self.task, self.names = sets["train"].task, sets["train"].names
         self.k, self.temperature, self.batch, self.device = k, temperature, batch, torch.device(device)
         self.x, self.owner, self.targets = {}, {}, {}
+        kept = {}
         for split in ("train", "valid"):
             ls = sets[split]
-            parts = [spread_chunks(t.read_all(), chunk, per_track) for t in ls.tracks]
+            kept[split] = spread(ls.tracks, max_tracks)
+            parts = [spread_chunks(ls.tracks[i].read_all(), chunk, per_track) for i in kept[split]]
             self.x[split] = torch.cat(parts)[:, None]                         # (N, 1, chunk)
             self.owner[split] = torch.cat([torch.full((len(p),), i) for i, p in enumerate(parts)])
-            self.targets[split] = ls.targets
+            self.targets[split] = np.asarray(ls.targets)[kept[split]]
         self.metric = "knn_accuracy" if self.task == "multiclass" else "knn_pr_auc"
         if verbose:
-            print(f"monitor: {root}, {len(sets['train'].tracks)} train and {len(sets['valid'].tracks)} valid tracks, "
-                  f"<= {per_track} chunks each; weighted kNN (k {k}, T {temperature}) -> {self.metric}")
+            print(f"monitor: {root}, {len(kept['train'])} train and {len(kept['valid'])} valid tracks"
+                  + ("" if len(kept["train"]) + len(kept["valid"]) == len(sets["train"].tracks) + len(sets["valid"].tracks)
+                     else f" (at most {max_tracks} of each split, evenly spread)")
+                  + f", <= {per_track} chunks each; weighted kNN (k {k}, T {temperature}) -> {self.metric}")
 
     def embed(self, encoder, split, ctx):
         """-> (n_tracks, D) float64: the mean of each track's chunk embeddings."""

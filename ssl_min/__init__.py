@@ -11,5 +11,6 @@ The parts, lowest first; a part imports only the parts before it (tests/test_lay
     visual/      pictures and pages: training curves, probe bars, a page of neighbours to listen to
 
 Above them: config.py (train.py's configuration) and presets.py (its starting values), hear.py
-(the HEAR 2021 API) and the `python -m` entry points embed.py, prepare.py, demo.py, plot.py and neighbors.py. The scripts train.py and probe.py sit beside the package.
+(the HEAR 2021 API) and the `python -m` entry points embed.py, prepare.py, demo.py, plot.py and
+neighbors.py. The scripts train.py and probe.py sit beside the package.
 """

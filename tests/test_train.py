@@ -131,12 +131,12 @@ def test_auto_precision_on_cpu_takes_bf16_where_native_and_measured_faster(monke
     monkeypatch.setattr(precision, "conv_step_seconds", lambda bf16: timed.append(bf16) or (ms_bf16 if bf16 else ms_fp32))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     notes = []
-    cfg = resolve(Config(data="x", device="cpu", precision="auto"), notes)
+    cfg = resolve(Config(data="x", device="cpu", precision="auto", conv="reference"), notes)
     assert cfg.precision == expected and notes[0].startswith(f"precision auto -> {expected}: ")
     assert sorted(timed) == ([False, True] if avx512_bf16 or amx else [])
     monkeypatch.setenv("WORLD_SIZE", "2")             # under torchrun: unmeasured, so every rank agrees
     if avx512_bf16 or amx:
-        assert resolve(Config(data="x", device="cpu", precision="auto")).precision == "bf16"
+        assert resolve(Config(data="x", device="cpu", precision="auto", conv="reference")).precision == "bf16"
 
 
 def test_the_precision_measurement_times_a_real_convolution_step():

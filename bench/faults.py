@@ -15,7 +15,6 @@ reads them back. Every figure printed comes from this run; name the CPU beside i
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -43,10 +42,8 @@ SMALL = ["--sample_rate", "8000", "--n_blocks", "3", "--width", "0.125", "--pool
 
 
 def cpu_name():
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    from ssl_min.runtime.remembered import machine
+    return machine().split(" | ")[0]
 
 
 def part1():

@@ -1,11 +1,11 @@
 """Measured choices, remembered per machine: the same command gives the same numbers.
 
 `--precision auto` and `--conv auto` time two ways of computing and take the faster. A timing is
-only as steady as the machine: with another job loading the CPU, one start measured the reference
-formulation at 35 ms and the fast one at 79 ms, the next 40 against 25, and the two formulations
-round differently, so two runs of one command ended on different losses. So the first measurement
-of a question (its shapes, its precision) on a machine (its CPU, torch's version, the thread count)
-is written down, and every later start on that machine takes the answer from there, said in the
+only as steady as the machine: with another job loading the CPU the faster one measured slower,
+the choice flipped between two starts, and since the two ways round differently, two runs of one
+command ended on different losses. So the first measurement of a question (its shapes, its
+precision) on a machine (its CPU and its feature flags, torch's version, the thread count) is
+written down, and every later start on that machine takes the answer from there, said in the
 log. Delete the file to measure again (after a hardware or library change that the key misses).
 
     remembered(question, measure) -> (answer, why)    measure() -> (answer, why), called at most once
@@ -13,6 +13,7 @@ log. Delete the file to measure again (after a hardware or library change that t
 The file: $SSL_MIN_CHOICES, else ~/.cache/ssl_min/choices.json; one JSON object, written whole
 (a temporary file, then a rename). An unreadable file counts as empty (and is written again).
 """
+import hashlib
 import json
 import os
 import platform
@@ -30,13 +31,20 @@ def choices_file() -> Path:
 
 
 def machine() -> str:
-    """What a measurement depends on besides the question: the CPU's name, torch, the threads."""
-    name = platform.processor() or platform.machine()
+    """What a measurement depends on besides the question: the CPU (its name, family, model and a
+    digest of its feature flags: two CPUs sold under one name can differ, e.g. in AVX512-BF16),
+    torch's version, the thread count."""
+    info = {}
     try:
-        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
         pass
-    return f"{name} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    flags = hashlib.sha1(info.get("flags", "").encode()).hexdigest()[:8]
+    name = info.get("model name") or platform.processor() or platform.machine()
+    cpu = f"{name} (family {info.get('cpu family', '?')}, model {info.get('model', '?')}, flags {flags})"
+    return f"{cpu} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
 def _read(path):

@@ -194,23 +194,6 @@ def test_the_test_split_cannot_change_the_chosen_head():
         chosen["grid"][str(chosen["l2"])] == max(chosen["grid"].values())
 
 
-@pytest.mark.parametrize("multilabel", [True, False])
-def test_warm_starts_along_the_l2_path_choose_and_score_as_cold_starts_do(multilabel):
-    """The probe's head selection warm-starts each L2 strength from the next stronger one: the same
-    convex problems, so the same choice and the same metrics (within 1e-3) as fitting each from zeros."""
-    (xtr, otr, ytr), (xv, ov, yv), (xt, ot, yt) = (split_features(s, multilabel, n=600) for s in (0, 1, 2))
-    xtr, xv, xt = standardise(xtr.float(), xv.float(), xt.float())
-    names, task = ["a", "b", "c"], "multilabel" if multilabel else "multiclass"
-    runs = [select_head((xtr, otr, ytr), (xv, ov, yv), names, task, warm_start=w) for w in (True, False)]
-    (warm, w_info), (cold, c_info) = runs
-    assert w_info["l2"] == c_info["l2"]
-    for l2, score in c_info["grid"].items():
-        assert abs(w_info["grid"][l2] - score) <= 1e-3, (l2, w_info["grid"][l2], score)
-    a, b = (metrics(yt, track_scores(h, xt, ot, len(yt), task), names, task)[0] for h in (warm, cold))
-    for key in ("roc_auc", "pr_auc") + (("accuracy", "macro_f1") if not multilabel else ()):
-        assert abs(a[key] - b[key]) <= 1e-3, (key, a[key], b[key])
-
-
 def test_a_validation_split_missing_classes_falls_back_to_its_loss_never_nan():
     (xtr, otr, ytr), (xv, ov, yv) = split_features(0, multilabel=False), split_features(1, multilabel=False)
     keep = np.nonzero(yv == 0)[0]                                 # valid holds one class only

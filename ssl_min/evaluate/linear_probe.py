@@ -48,11 +48,9 @@ def _targets(y, task):
     return y.double() if task == "multilabel" else y.long()
 
 
-def fit_logistic(x, y, task, l2, n_out, max_iter=500, init=None):
+def fit_logistic(x, y, task, l2, n_out, max_iter=500):
     """L2-regularised logistic regression, solved to its optimum. x: (n, D), y: (n, K) 0/1 or
-    (n,) class indices -> nn.Linear(D, n_out) in float64. `init`: a head to start from (the
-    problem is convex, so the start changes the path, not the optimum; select_head starts each
-    L2 strength from the next stronger one's solution, which is close).
+    (n,) class indices -> nn.Linear(D, n_out) in float64.
 
     Autograd is asked only for the gradient of the loss by the logits g (n, K); the weight's
     gradient g^T x is formed as x^T g with x^T stored contiguous (D, n): autograd's own product
@@ -63,8 +61,6 @@ def fit_logistic(x, y, task, l2, n_out, max_iter=500, init=None):
     head = nn.Linear(x.shape[1], n_out).double()
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
-    if init is not None:
-        head.load_state_dict(init.state_dict())
     loss_fn = _loss_fn(task)
     opt = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=max_iter, history_size=20,
                             tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
@@ -151,10 +147,9 @@ def chunk_loss(head, x, y, task):
         return float(_loss_fn(task)(head(x.double()), _targets(y, task)))
 
 
-def select_head(train, valid, names, task, mlp=False, grid=L2_GRID, seed=0, warm_start=True):
+def select_head(train, valid, names, task, mlp=False, grid=L2_GRID, seed=0):
     """train/valid: (x standardised (n, D), owner (n,), track targets). Fits one head per L2
-    strength, keeps the best on validation. -> (head, {"l2", "criterion", "valid_score", "grid"}).
-    warm_start: each strength starts from the next stronger one's solution (False: from zeros)."""
+    strength, keeps the best on validation. -> (head, {"l2", "criterion", "valid_score", "grid"})."""
     (xtr, otr, ytr), (xv, ov, yv) = train, valid
     n_out, n_valid = len(names), len(yv)
     chunk_ytr, chunk_yv = np.asarray(ytr)[otr.numpy()], np.asarray(yv)[ov.numpy()]
@@ -165,15 +160,14 @@ def select_head(train, valid, names, task, mlp=False, grid=L2_GRID, seed=0, warm
             return metrics(yv, track_scores(head, xv, ov, n_valid, task), names, task)[0]["pr_auc"]
         return -chunk_loss(head, xv, chunk_yv, task)
 
-    results, head = [], None
-    for l2 in sorted(grid, reverse=True):          # the L2 path, strongest first: each fit warm-starts the next
+    results = []
+    for l2 in grid:
         if mlp:
             head = fit_mlp(xtr, chunk_ytr, task, l2, n_out, criterion, seed=seed)
         else:
-            head = fit_logistic(xtr, chunk_ytr, task, l2, n_out, init=head if warm_start else None)
+            head = fit_logistic(xtr, chunk_ytr, task, l2, n_out)
         # Ties (common on a small validation split) are broken by the validation loss.
         results.append((criterion(head), -chunk_loss(head, xv, chunk_yv, task), l2, head))
-    results.sort(key=lambda r: grid.index(r[2]))   # the grid's order: a tie in both goes to the first, as before
     best = max(results, key=lambda r: (r[0], r[1]))
     info = {"l2": best[2], "criterion": "valid macro PR-AUC" if scorable else "valid loss (no tag or class "
             "has both a positive and a negative in the validation split)",

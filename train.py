@@ -261,9 +261,10 @@ def main(argv=None):
         reading.update(monitor(orig_model.encoder, ctx))
         metrics.write(json.dumps({"step": loop.step, **reading}) + "\n")
         metrics.flush()
+        seconds = time.perf_counter() - t
         say(f"\nmonitor at step {loop.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in reading.items())
-            + f" ({time.perf_counter() - t:.2f} s)")
-        return time.perf_counter() - t
+            + f" ({seconds:.2f} s)")
+        return seconds
 
     # ---- the loop: batch, augment, step, log, checkpoint
     stop = distributed.StopRequest()            # Ctrl-C / SIGTERM: finish the step, save it, leave

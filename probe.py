@@ -19,7 +19,7 @@ Three rows, one protocol:
 1. Every non-overlapping chunk of every labeled track goes through the three extractors
    (each track decoded once; features cached next to the checkpoint).
 2. Features are standardised with the training split's statistics; an L2-regularised logistic
-   regression (solved exactly) is fitted for each L2 strength in a grid, and the validation split
+   regression (solved to its optimum: ssl_min/evaluate/linear_probe.py) is fitted for each L2 strength in a grid, and the validation split
    (carved from train, stratified, when the data has none) picks one. The test split is used once.
 3. Test at track level: chunk predictions averaged per track; macro ROC-AUC and PR-AUC, plus
    accuracy and macro F1 for multi-class (one-hot tag columns are read as classes).

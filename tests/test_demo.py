@@ -15,9 +15,10 @@ def digest(root):
 
 
 def test_demo_is_deterministic_and_loads_in_every_layout(tmp_path):
-    a = demo.build(tmp_path / "a", seed=3, sizes=SIZES)
-    b = demo.build(tmp_path / "b", seed=3, sizes=SIZES)
-    assert digest(a) == digest(b)
+    a = demo.build(tmp_path / "a", seed=3, sizes=SIZES, workers=2)
+    b = demo.build(tmp_path / "b", seed=3, sizes=SIZES, workers=1)       # rendered here, in order
+    assert digest(a) == digest(b) and (a / "train" / "annotations.csv").read_bytes() == \
+        (b / "train" / "annotations.csv").read_bytes()
     assert digest(demo.build(tmp_path / "c", seed=4, sizes=SIZES)) != digest(a)
     tracks, report = scan_folder(a / "unlabeled", demo.SR, verbose=False)
     assert len(tracks) == 3 and not report.skipped

@@ -20,6 +20,9 @@ writes, at 8 kHz mono wav (deterministic for a seed):
 import argparse
 import csv
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +50,9 @@ def midi_hz(m):
     return 440.0 * 2 ** ((m - 69) / 12)
 
 
-def partials(instrument, f0, dur, rng):
-    """One note: (samples,) float64. Each instrument is a recipe of partials and an envelope."""
-    n = int(dur * SR)
-    t = np.arange(n) / SR
+def recipe(instrument, f0):
+    """An instrument's partials: (frequency ratios, amplitudes, decay rates), only those that sound
+    (amplitude above 0, below Nyquist with a margin)."""
     if instrument == "bell":
         ratios, amps, decays = [1, 2.76, 5.4, 8.93], [1, 0.6, 0.4, 0.25], [1.2, 2.5, 4, 6]
     else:
@@ -59,29 +61,42 @@ def partials(instrument, f0, dur, rng):
         amps = {"plucked": 1 / k ** 1.2, "piano": 1 / k ** 1.6, "organ": np.isin(k, [1, 2, 3, 4, 6, 8]) * 0.8,
                 "brass": 1 / k ** 0.8, "flute": np.where(k == 1, 1, 0.08 / k), "bass": np.where(k <= 3, 1 / k ** 2, 0)}[instrument]
         decays = {"plucked": 2.5 + 1.2 * k, "piano": 1.5 + 0.8 * k, "bass": 3 + 2 * k}.get(instrument, np.zeros(12))
+    return [(r, a, d) for r, a, d in zip(ratios, amps, decays) if a != 0 and f0 * r <= SR / 2 - 200]
+
+
+def draw_note(instrument, f0, dur, rng):
+    """The random part of one note: a phase per sounding partial and, for a flute, its breath."""
+    n = int(dur * SR)
+    phases = [rng.uniform(0, 2 * np.pi) for _ in recipe(instrument, f0)]
+    breath = rng.standard_normal(n) if instrument == "flute" else None
+    return {"instrument": instrument, "f0": f0, "dur": dur, "phases": phases, "breath": breath}
+
+
+def partials(instrument, f0, dur, phases, breath=None):
+    """One note: (samples,) float64. Each instrument is a recipe of partials and an envelope."""
+    n = int(dur * SR)
+    t = np.arange(n) / SR
     vibrato = 1 + (0.004 * np.sin(2 * np.pi * 5.5 * t) if instrument in ("flute", "brass") else 0)
     phase = 2 * np.pi * f0 * np.cumsum(vibrato) / SR
     x = np.zeros(n)
-    for r, a, d in zip(ratios, amps, decays):
-        if a == 0 or f0 * r > SR / 2 - 200:
-            continue
-        x += a * np.sin(r * phase + rng.uniform(0, 2 * np.pi)) * np.exp(-d * t)
+    for (r, a, d), p in zip(recipe(instrument, f0), phases):
+        x += a * np.sin(r * phase + p) * np.exp(-d * t)
     attack = {"brass": 0.06, "flute": 0.08, "organ": 0.01}.get(instrument, 0.003)
     env = np.minimum(1, t / attack) * np.minimum(1, (dur - t) / 0.02).clip(0)
     if instrument == "flute":
-        x += 0.05 * rng.standard_normal(n) * np.exp(-8 * t)                # breath
+        x += 0.05 * breath * np.exp(-8 * t)
     if instrument == "brass":
         env *= 0.8 + 0.2 * np.minimum(1, t / 0.15)
     return x * env / max(1e-9, np.abs(x).max(initial=0.0))
 
 
-def drums(n_samples, beat, rng):
-    """Kick on beats 1 and 3, snare on 2 and 4, hi-hat on eighths."""
+def drums(n_samples, beat, snare_noise, hat_noise):
+    """Kick on beats 1 and 3, snare on 2 and 4, hi-hat on eighths. The noises: (0.25 s,) and one more."""
     out = np.zeros(n_samples)
     t = np.arange(int(0.25 * SR)) / SR
     kick = np.sin(2 * np.pi * (50 + 100 * np.exp(-30 * t)) * t) * np.exp(-12 * t)
-    snare = (0.6 * rng.standard_normal(len(t)) + 0.4 * np.sin(2 * np.pi * 190 * t)) * np.exp(-20 * t)
-    hat = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-60 * t) * 0.3
+    snare = (0.6 * snare_noise + 0.4 * np.sin(2 * np.pi * 190 * t)) * np.exp(-20 * t)
+    hat = np.diff(hat_noise) * np.exp(-60 * t) * 0.3
     i = 0
     while (start := int(i * beat / 2 * SR)) < n_samples:
         for sound, on in ((kick, i % 4 == 0), (snare, i % 4 == 2), (hat, True)):
@@ -92,10 +107,10 @@ def drums(n_samples, beat, rng):
     return out
 
 
-def make_track(rng, recording=None):
-    """-> (audio (samples,) float32, tags dict, style). The music (and so every label) follows
-    from `rng` alone; `recording`, a generator of its own, draws how the track was recorded
-    (ssl_min/data/production.py); None renders it clean, at a peak of -6 dBFS."""
+def draw_score(rng):
+    """Every random choice of one track, in order -> (score, tags, style). The score is what
+    `render` needs: for each instrument its notes ([start sample, [chord notes]]) and gain, and
+    the drums' beat, noises and gain. Drawing is cheap; `render` does the arithmetic."""
     style = rng.choice(list(STYLES))
     weights, p_drums, p_fast, p_major, p_high = STYLES[style]
     k = rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2])
@@ -106,37 +121,70 @@ def make_track(rng, recording=None):
     beat = 60 / bpm
     key = rng.integers(0, 12)
     scale = np.array([0, 2, 4, 5, 7, 9, 11] if major else [0, 2, 3, 5, 7, 8, 10])
-    n = int(SECONDS * SR)
-    mix = np.zeros(n)
+    voices = []
     for inst in instruments:
         role = "bass" if inst == "bass" else rng.choice(["melody", "chords"], p=[0.65, 0.35])
         base = 36 if role == "bass" else (72 if high else 55)
-        voice, t = np.zeros(n), 0.0
+        notes, t = [], 0.0
         degree = rng.integers(0, 7)
         while t < SECONDS:
             dur = beat * rng.choice([0.5, 1, 2] if role == "melody" else [2, 4])
             degree = int(np.clip(degree + rng.integers(-2, 3), -3, 10))
-            notes = [degree, degree + 2, degree + 4] if role == "chords" else [degree]
+            chord = [degree, degree + 2, degree + 4] if role == "chords" else [degree]
             start, length = int(t * SR), min(dur, SECONDS - t)
-            for d in notes:
-                m = base + key + scale[d % 7] + 12 * (d // 7)
-                note = partials(inst, midi_hz(m), length, rng)
-                voice[start:start + len(note)] += note / len(notes)
+            notes.append((start, [draw_note(inst, midi_hz(base + key + scale[d % 7] + 12 * (d // 7)), length, rng)
+                                  for d in chord]))
             t += dur
-        mix += rng.uniform(0.5, 1.0) * voice / max(1e-9, np.abs(voice).max())
+        voices.append((notes, rng.uniform(0.5, 1.0)))
+    score = {"voices": voices, "drums": None}
     if has_drums:
-        mix += rng.uniform(0.3, 0.7) * drums(n, beat, rng)
-    mix = produce(mix, SR, recording)[0] if recording is not None else 0.5 * mix / np.abs(mix).max()
+        gain, n = rng.uniform(0.3, 0.7), int(0.25 * SR)
+        score["drums"] = (beat, rng.standard_normal(n), rng.standard_normal(n + 1), gain)
     tags = {name: int(name in instruments) for name in INSTRUMENTS}
     tags.update(drums=int(has_drums), fast=int(fast), slow=int(not fast), major=int(major),
                 minor=int(not major), high=int(high), low=int(not high))
-    return mix.astype(np.float32), tags, str(style)
+    return score, tags, str(style)
 
 
-def build(root, seed=0, sizes=None, produced=True):
+def render(score, recording=None):
+    """score (draw_score) -> (samples,) float32. `recording`, a generator of its own, draws how the
+    track was recorded (ssl_min/data/production.py); None renders it clean, at a peak of -6 dBFS."""
+    n = int(SECONDS * SR)
+    mix = np.zeros(n)
+    for notes, gain in score["voices"]:
+        voice = np.zeros(n)
+        for start, chord in notes:
+            for note in chord:
+                sound = partials(**note)
+                voice[start:start + len(sound)] += sound / len(chord)
+        mix += gain * voice / max(1e-9, np.abs(voice).max())
+    if score["drums"] is not None:
+        beat, snare_noise, hat_noise, gain = score["drums"]
+        mix += gain * drums(n, beat, snare_noise, hat_noise)
+    mix = produce(mix, SR, recording)[0] if recording is not None else 0.5 * mix / np.abs(mix).max()
+    return mix.astype(np.float32)
+
+
+def make_track(rng, recording=None):
+    """-> (audio (samples,) float32, tags dict, style). The music (and so every label) follows
+    from `rng` alone; `recording` draws how it was recorded (render)."""
+    score, tags, style = draw_score(rng)
+    return render(score, recording), tags, style
+
+
+def _render_to(job):
+    """One track in a worker: (score, recording seed or None, path) -> writes the wav."""
+    score, recording, path = job
+    sf.write(path, render(score, None if recording is None else np.random.default_rng(recording)), SR,
+             subtype="PCM_16")
+
+
+def build(root, seed=0, sizes=None, produced=True, workers=None):
     """Writes the demo dataset under root (skips when root/manifest.json says it is complete).
     produced: each track recorded its own way (production.py; track i of split s draws it from
-    the seed (seed, s, i)); False: every track clean, the same way (the lesson's control)."""
+    the seed (seed, s, i)); False: every track clean, the same way (the lesson's control).
+    The scores are drawn in order from one generator; rendering them is independent per track, so
+    `workers` processes do it (default: the cores): the bytes written do not depend on how many."""
     root = Path(root)
     sizes = sizes or SPLITS
     manifest = {"seed": seed, "sizes": sizes, "sample_rate": SR, "seconds": SECONDS, "tags": TAGS,
@@ -144,23 +192,26 @@ def build(root, seed=0, sizes=None, produced=True):
     if (root / "manifest.json").exists() and json.loads((root / "manifest.json").read_text()) == manifest:
         return root
     rng = np.random.default_rng(seed)
-    for s, (split, count) in enumerate(sizes.items()):
-        folder = root / split
-        (folder / "audio").mkdir(parents=True, exist_ok=True)
-        rows, style_rows = [], []
-        for i in range(count):
-            audio, tags, style = make_track(rng, np.random.default_rng((seed, s, i)) if produced else None)
-            rel = f"audio/{split}_{i:04d}.wav"
-            sf.write(folder / rel, audio, SR, subtype="PCM_16")
-            rows.append([rel] + [tags[t] for t in TAGS])
-            style_rows.append([f"../../{split}/{rel}", style])
-        if split == "unlabeled":
-            continue
-        with open(folder / "annotations.csv", "w", newline="") as f:
-            csv.writer(f).writerows([["mp3_path"] + TAGS] + rows)
-        (root / "style" / split).mkdir(parents=True, exist_ok=True)
-        with open(root / "style" / split / "annotations.csv", "w", newline="") as f:
-            csv.writer(f).writerows([["path", "label"]] + style_rows)
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+        for s, (split, count) in enumerate(sizes.items()):
+            folder = root / split
+            (folder / "audio").mkdir(parents=True, exist_ok=True)
+            rows, style_rows, jobs = [], [], []
+            for i in range(count):              # the scores in order, from the one generator
+                score, tags, style = draw_score(rng)
+                rel = f"audio/{split}_{i:04d}.wav"
+                jobs.append((score, (seed, s, i) if produced else None, folder / rel))
+                rows.append([rel] + [tags[t] for t in TAGS])
+                style_rows.append([f"../../{split}/{rel}", style])
+            list(pool.map(_render_to, jobs, chunksize=4) if pool else map(_render_to, jobs))
+            if split == "unlabeled":
+                continue
+            with open(folder / "annotations.csv", "w", newline="") as f:
+                csv.writer(f).writerows([["mp3_path"] + TAGS] + rows)
+            (root / "style" / split).mkdir(parents=True, exist_ok=True)
+            with open(root / "style" / split / "annotations.csv", "w", newline="") as f:
+                csv.writer(f).writerows([["path", "label"]] + style_rows)
     (root / "manifest.json").write_text(json.dumps(manifest))
     print(f"wrote the demo dataset to {root}: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
           + f" tracks of {SECONDS:.0f} s")

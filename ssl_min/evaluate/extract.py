@@ -15,6 +15,7 @@ statistics at their initial values (mean 0, variance 1), which is an unfair base
 """
 import hashlib
 import json
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -86,8 +87,11 @@ def stamp_or_none(path):
 
 def cached_extract(extractors, keys, sets, chunk, device, cache_dir, **kw):
     """extract(), with each extractor's features cached in cache_dir under a hash of its key
-    (weights id or settings), the chunk length and the tracks of every split (path, size, mtime)."""
-    tracks = {s: [(t.path, stamp_or_none(t.path)) for t in ls.tracks] for s, ls in sets.items()}   # changed files: new key
+    (weights id or settings), the chunk length and the tracks of every split (path, size, mtime).
+    Paths are normalised, so two labelings of the same audio (the demo's tags and styles: ../..)
+    share one entry."""
+    tracks = {s: [(os.path.normpath(t.path), stamp_or_none(t.path)) for t in ls.tracks]    # changed files: new key
+              for s, ls in sets.items()}
     paths = {name: Path(cache_dir) / (hashlib.sha1(json.dumps([keys[name], chunk, tracks]).encode())
                                       .hexdigest()[:16] + ".pt") for name in extractors}
     out = {}

@@ -153,10 +153,12 @@ def make_targets():
     return set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
 
 
-def script_flags(argv):
-    """The --flags a script or module accepts, read from its --help."""
-    text = subprocess.run([sys.executable, *argv, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-    return set(re.findall(r"(--[a-z_][a-z0-9_-]*)", text))
+def script_flags(targets):
+    """{" ".join(argv): the --flags that script or module accepts}, read from each one's --help
+    (all started at once: each is an interpreter importing torch)."""
+    procs = {" ".join(argv): subprocess.Popen([sys.executable, *argv, "--help"], cwd=ROOT, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for argv in targets}
+    return {key: set(re.findall(r"(--[a-z_][a-z0-9_-]*)", proc.communicate()[0])) for key, proc in procs.items()}
 
 
 def test_readme_is_a_short_front_door_with_the_two_commands_first():
@@ -173,8 +175,8 @@ def test_the_readme_and_docs_name_no_internal_issue():
         assert not found, (page.name, found)
 
 
-def test_every_command_in_the_readme_names_what_exists():
-    targets, flags_of, checked = make_targets(), {}, 0
+def readme_commands():
+    """(tool, its arguments) for every command of the README's code blocks, VAR=value prefixes dropped."""
     for command in fenced_commands():
         words = shlex.split(command.replace("~", "HOME"))
         while words and "=" in words[0] and not words[0].startswith("-"):
@@ -182,12 +184,22 @@ def test_every_command_in_the_readme_names_what_exists():
         if not words:
             continue
         tool, args = words[0], words[1:]
+        if tool == "torchrun":                                    # its own options, then the script
+            args = args[next(i for i, a in enumerate(args) if not a.startswith("-")):]
+        yield command, tool, args
+
+
+def test_every_command_in_the_readme_names_what_exists():
+    targets, checked, scripts = make_targets(), 0, []
+    for command, tool, args in readme_commands():
+        if tool in ("python", "python3", "torchrun"):
+            scripts.append(["-m", args[1]] if args[0] == "-m" else [args[0]])
+    flags_of = script_flags([list(t) for t in {tuple(t) for t in scripts}])
+    for command, tool, args in readme_commands():
         if tool == "make":
             named = [a for a in args if "=" not in a]
             assert set(named) <= targets, (command, set(named) - targets)
         elif tool in ("python", "python3", "torchrun"):
-            if tool == "torchrun":                                # its own options, then the script
-                args = args[next(i for i, a in enumerate(args) if not a.startswith("-")):]
             if args[0] == "-m":
                 target, rest = ["-m", args[1]], args[2:]
                 assert importlib.util.find_spec(args[1]) is not None, command
@@ -197,8 +209,6 @@ def test_every_command_in_the_readme_names_what_exists():
             if "..." in rest:
                 rest = rest[:rest.index("...")]
             key = " ".join(target)
-            if key not in flags_of:
-                flags_of[key] = script_flags(target)
             given = {a.split("=")[0] for a in rest if a.startswith("--")}
             assert given <= flags_of[key], (command, given - flags_of[key])
         elif tool in ("pip", "cd", "git", "apt-get", "dpkg", "ls", "cat", "chromium"):

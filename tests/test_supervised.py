@@ -46,7 +46,7 @@ def test_the_probes_supervised_row_reports_the_headroom_is_cached_and_never_read
     train.main(["--data", str(audio_dir), "--out", str(run), *TINY, "--max_steps", "2"])
     data = tutorial_layout(tmp_path / "labeled", 12, splits=("train", "valid", "test"))
     argv = ["--checkpoint", str(run / "checkpoint.pt"), "--data", str(data), "--num_workers", "0", "--conv",
-            "reference", "--rows", "pretrained,random_init,supervised", "--supervised_steps", "6"]
+            "reference", "--rows", "pretrained,random_init,supervised", "--supervised_steps", "6", "--features", "output"]
     report = probe.main(argv)
     out = capsys.readouterr().out
     assert set(report["results"]) == {"pretrained", "random_init", "supervised"}

@@ -180,7 +180,8 @@ def chunk_loss(head, x, y, task):
 
 def select_head(train, valid, names, task, mlp=False, grid=L2_GRID, seed=0):
     """train/valid: (x standardised (n, D), owner (n,), track targets). Fits one head per L2
-    strength, keeps the best on validation. -> (head, {"l2", "criterion", "valid_score", "grid"})."""
+    strength, keeps the best on validation.
+    -> (head, {"l2", "criterion", "valid_score", "grid", and for the linear head "gradient"})."""
     (xtr, otr, ytr), (xv, ov, yv) = train, valid
     n_out, n_valid = len(names), len(yv)
     chunk_ytr, chunk_yv = np.asarray(ytr)[otr.numpy()], np.asarray(yv)[ov.numpy()]

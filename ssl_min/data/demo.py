@@ -20,7 +20,6 @@ writes, at 8 kHz mono wav (deterministic for a seed):
 import argparse
 import csv
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ssl_min.data.decode import worker_count
 from ssl_min.data.production import produce
 
 SR = 8000
@@ -184,7 +184,8 @@ def build(root, seed=0, sizes=None, produced=True, workers=None):
     produced: each track recorded its own way (production.py; track i of split s draws it from
     the seed (seed, s, i)); False: every track clean, the same way (the lesson's control).
     The scores are drawn in order from one generator; rendering them is independent per track, so
-    `workers` processes do it (default: the cores): the bytes written do not depend on how many."""
+    `workers` processes do it (default: decode.worker_count's rule, one for a small build): the
+    bytes written do not depend on how many."""
     root = Path(root)
     sizes = sizes or SPLITS
     manifest = {"seed": seed, "sizes": sizes, "sample_rate": SR, "seconds": SECONDS, "tags": TAGS,
@@ -192,7 +193,7 @@ def build(root, seed=0, sizes=None, produced=True, workers=None):
     if (root / "manifest.json").exists() and json.loads((root / "manifest.json").read_text()) == manifest:
         return root
     rng = np.random.default_rng(seed)
-    workers = workers or os.cpu_count() or 1
+    workers = worker_count(workers, sum(sizes.values()), sum(sizes.values()) * SECONDS)
     with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
         for s, (split, count) in enumerate(sizes.items()):
             folder = root / split

@@ -93,9 +93,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="runs/demo/checkpoint.pt")
     ap.add_argument("--data", action="append", help="labeled data (repeatable; default data/demo and data/demo/style)")
-    ap.add_argument("--max_iter", type=int, default=lp.MAX_ITER, help="our solver's iteration cap (a study)")
     args = ap.parse_args()
-    lp.MAX_ITER = args.max_iter
     torch.manual_seed(0)
     encoder, info = load_encoder(args.checkpoint, conv="fast")
     chunk, device = info["chunk_samples"], torch.device("cpu")

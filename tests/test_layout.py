@@ -190,11 +190,9 @@ def readme_commands():
 
 
 def test_every_command_in_the_readme_names_what_exists():
-    targets, checked, scripts = make_targets(), 0, []
-    for command, tool, args in readme_commands():
-        if tool in ("python", "python3", "torchrun"):
-            scripts.append(["-m", args[1]] if args[0] == "-m" else [args[0]])
-    flags_of = script_flags([list(t) for t in {tuple(t) for t in scripts}])
+    targets, checked = make_targets(), 0
+    flags_of = script_flags({("-m", args[1]) if args[0] == "-m" else (args[0],)
+                             for _, tool, args in readme_commands() if tool in ("python", "python3", "torchrun")})
     for command, tool, args in readme_commands():
         if tool == "make":
             named = [a for a in args if "=" not in a]
